@@ -1,0 +1,103 @@
+import fp from 'fastify-plugin'
+import { Redis, type Cluster } from 'ioredis'
+import type { FastifyInstance, RouteOptions } from 'fastify'
+import { createApi, createRouteFinder } from './lib/api.js'
+import { createHooks, kState, type HookContext } from './lib/hooks.js'
+import { KeyBuilder } from './lib/keys.js'
+import { resolveOptions, resolveRoute, type ResolvedOptions } from './lib/options.js'
+import { MemoryStore } from './lib/stores/memory.js'
+import { RedisStore } from './lib/stores/redis.js'
+import type { Store } from './lib/stores/store.js'
+import type * as types from './lib/types.js'
+
+const STARTUP_WAIT_MS = 2000
+
+async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOptions): Promise<void> {
+  const opts = resolveOptions(options)
+  const keys = new KeyBuilder(opts.prefix)
+  const store = createStore(fastify, options.redis, keys, opts)
+  const ctx: HookContext = { opts, store, keys, pending: new Set() }
+  const routes = createRouteFinder(routerOptions(fastify))
+
+  fastify.decorateRequest(kState, null)
+  fastify.decorate('cache', createApi(opts, store, keys, routes, fastify.log))
+
+  // Only opted-in routes get hooks: every other route pays nothing.
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    const cfg = route.config?.cache
+    if (cfg === undefined || cfg === false) return
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    const where = `${methods.join(',')} ${route.url}`
+    if (methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
+      throw new TypeError(`fastify-http-cache: config.cache is for GET routes, not ${where}`)
+    }
+    const settings = resolveRoute(where, cfg, opts)
+    const onSend = asArray(route.onSend)
+    // Fastify's own HEAD route for a GET runs the GET handler and then drops the body in its last
+    // onSend hook; going before that hook lets a HEAD miss fill the GET entry too. A HEAD route the
+    // user wrote may answer differently from the GET, so it only reads.
+    const last = onSend.length - 1
+    const autoHead = methods.length === 1 && methods[0] === 'HEAD' && last >= 0 && onSend[last].name === 'headRouteOnSendHandler'
+    const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead)
+    route.onRequest = [...asArray(route.onRequest), hooks.onRequest]
+    route.onSend = autoHead ? [...onSend.slice(0, last), hooks.onSend, onSend[last]] : [...onSend, hooks.onSend]
+    if (methods.includes('GET')) routes.add(route.url, settings)
+  })
+
+  // The plugin sends nothing to a client that is not ready (no offline queueing), so give a client
+  // still connecting a bounded moment; a Redis down at boot must not keep the app from starting.
+  fastify.addHook('onReady', async () => {
+    if (store instanceof RedisStore && !(await store.waitReady(STARTUP_WAIT_MS))) {
+      fastify.log.warn('fastify-http-cache: Redis not ready at startup, serving without cache until it is')
+    }
+  })
+
+  fastify.addHook('onClose', async () => {
+    await Promise.allSettled([...ctx.pending])
+    await store.close()
+  })
+}
+
+function createStore (fastify: FastifyInstance, redis: types.HttpCacheOptions['redis'], keys: KeyBuilder, opts: ResolvedOptions): Store {
+  const timeout = opts.timeout
+  if (typeof redis === 'string') {
+    // our own client: no retries or offline queueing behind the plugin's back
+    const client = new Redis(redis, { maxRetriesPerRequest: 1, connectTimeout: 2000 })
+    client.on('error', (err) => fastify.log.debug({ err }, 'fastify-http-cache: Redis connection error'))
+    return new RedisStore(client, keys, timeout, fastify.log, true)
+  }
+  if (redis !== undefined) return new RedisStore(redis, keys, timeout, fastify.log, false)
+  const shared = fastify.hasDecorator('redis') ? (fastify as unknown as { redis: Redis | Cluster }).redis : undefined
+  if (shared !== undefined && typeof shared.mgetBuffer === 'function') return new RedisStore(shared, keys, timeout, fastify.log, false)
+  return new MemoryStore(opts.memoryMaxBytes)
+}
+
+function asArray<T> (hooks: T | T[] | undefined): T[] {
+  return hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]
+}
+
+// The same matching options as the app's own router, so evict(url) finds the route a GET would hit.
+function routerOptions (fastify: FastifyInstance): Record<string, unknown> {
+  const c = fastify.initialConfig as Record<string, unknown> & { routerOptions?: Record<string, unknown> }
+  const r = c.routerOptions ?? {}
+  return {
+    ignoreTrailingSlash: r.ignoreTrailingSlash ?? c.ignoreTrailingSlash ?? false,
+    ignoreDuplicateSlashes: r.ignoreDuplicateSlashes ?? c.ignoreDuplicateSlashes ?? false,
+    caseSensitive: r.caseSensitive ?? c.caseSensitive ?? true,
+    maxParamLength: r.maxParamLength ?? c.maxParamLength ?? 100
+  }
+}
+
+const plugin = fp(httpCache, { fastify: '5.x', name: 'fastify-http-cache' })
+
+// CommonJS module value with .default and a named export: require, default import and named import all work.
+declare namespace httpCache {
+  export type HttpCacheOptions = types.HttpCacheOptions
+  export type RouteCacheOptions = types.RouteCacheOptions
+  export type CacheValueOptions = types.CacheValueOptions
+  export type HttpCacheApi = types.HttpCacheApi
+  export { httpCache as default, httpCache }
+}
+Object.assign(plugin, { default: plugin, httpCache: plugin })
+
+export = httpCache

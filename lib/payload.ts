@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto'
+import { Transform, pipeline, type Readable } from 'node:stream'
+
+/** Weak validator from the body bytes (sha1 via node:crypto, as @fastify/etag does). */
+export function weakEtag (body: Buffer): string {
+  return `W/"${body.length.toString(16)}-${createHash('sha1').update(body).digest('base64url')}"`
+}
+
+/** The payload as bytes, or undefined when it is a stream or another type this cache does not buffer. */
+export function payloadBytes (payload: unknown): Buffer | undefined {
+  if (typeof payload === 'string') return Buffer.from(payload)
+  if (Buffer.isBuffer(payload)) return payload
+  if (payload === null || payload === undefined) return Buffer.alloc(0)
+  return undefined
+}
+
+export function isNodeStream (payload: unknown): payload is Readable {
+  return payload !== null && typeof payload === 'object' && typeof (payload as Readable).pipe === 'function'
+}
+
+/**
+ * Passes `source` through to the client unchanged while keeping a copy of up to `max` bytes;
+ * `onComplete` gets the copy only when the stream ended normally within the bound.
+ */
+export function teeStream (source: Readable, max: number, onComplete: (body: Buffer) => void): Transform {
+  let chunks: Buffer[] | null = []
+  let size = 0
+  const tee = new Transform({
+    transform (chunk: Buffer | string, encoding, callback) {
+      if (chunks !== null) {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk
+        size += buf.length
+        if (size > max) chunks = null
+        else chunks.push(buf)
+      }
+      callback(null, chunk)
+    },
+    flush (callback) {
+      if (chunks !== null) onComplete(Buffer.concat(chunks, size))
+      callback()
+    }
+  })
+  // errors travel downstream to Fastify, which ends the response; nothing is stored then
+  pipeline(source, tee, () => {})
+  return tee
+}
