@@ -19,6 +19,12 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
   const ctx: HookContext = { opts, store, keys, pending: new Set() }
   const routes = createRouteFinder(routerOptions(fastify))
 
+  // The plugin sends nothing to a client that is not ready (no offline queueing), so give a client
+  // still connecting a bounded moment; a Redis down at boot must not keep the app from starting.
+  if (store instanceof RedisStore && !(await store.waitReady(STARTUP_WAIT_MS))) {
+    fastify.log.warn('fastify-http-cache: Redis not ready at startup, serving without cache until it is')
+  }
+
   fastify.decorateRequest(kState, null)
   fastify.decorate('cache', createApi(opts, store, keys, routes, fastify.log))
 
@@ -42,14 +48,6 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     route.onRequest = [...asArray(route.onRequest), hooks.onRequest]
     route.onSend = autoHead ? [...onSend.slice(0, last), hooks.onSend, onSend[last]] : [...onSend, hooks.onSend]
     if (methods.includes('GET')) routes.add(route.url, settings)
-  })
-
-  // The plugin sends nothing to a client that is not ready (no offline queueing), so give a client
-  // still connecting a bounded moment; a Redis down at boot must not keep the app from starting.
-  fastify.addHook('onReady', async () => {
-    if (store instanceof RedisStore && !(await store.waitReady(STARTUP_WAIT_MS))) {
-      fastify.log.warn('fastify-http-cache: Redis not ready at startup, serving without cache until it is')
-    }
   })
 
   fastify.addHook('onClose', async () => {
@@ -101,3 +99,5 @@ declare namespace httpCache {
 Object.assign(plugin, { default: plugin, httpCache: plugin })
 
 export = httpCache
+// Never runs: written for Node's CommonJS lexer, so ESM code can `import { httpCache }` too.
+0 && (module.exports = { default: plugin, httpCache: plugin })

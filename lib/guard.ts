@@ -1,5 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 
+const WARN_EVERY_MS = 10_000
+
 export class StoreUnavailableError extends Error {
   constructor (message: string) {
     super(message)
@@ -28,6 +30,7 @@ export class Guard {
   private failures = 0
   private openUntil = 0
   private probing = false
+  private lastWarned = -Infinity
   private readonly threshold: number
   private readonly cooldown: number
 
@@ -92,7 +95,9 @@ export class Guard {
     } else if (this.failures >= this.threshold) {
       this.openUntil = Date.now() + this.cooldown
       this.opts.log.warn({ err }, `fastify-http-cache: Redis failing, serving without cache (probing every ${this.cooldown} ms)`)
-    } else if (this.failures === 1) {
+    } else if (this.failures === 1 && Date.now() - this.lastWarned >= WARN_EVERY_MS) {
+      // a flapping Redis resets the count often: still at most one warning per interval
+      this.lastWarned = Date.now()
       this.opts.log.warn({ err }, 'fastify-http-cache: Redis call failed, serving without cache')
     }
   }
