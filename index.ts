@@ -45,7 +45,13 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     const last = onSend.length - 1
     const autoHead = methods.length === 1 && methods[0] === 'HEAD' && last >= 0 && onSend[last].name === 'headRouteOnSendHandler'
     const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead)
-    route.onRequest = [...asArray(route.onRequest), hooks.onRequest]
+    // A HIT must not skip the route's own checks (auth in preValidation/preHandler): such routes look
+    // up after them. Others look up in onRequest, before any parsing or validation work.
+    if (asArray(route.preValidation).length > 0 || asArray(route.preHandler).length > 0) {
+      route.preHandler = [...asArray(route.preHandler), hooks.lookup]
+    } else {
+      route.onRequest = [...asArray(route.onRequest), hooks.lookup]
+    }
     route.onSend = autoHead ? [...onSend.slice(0, last), hooks.onSend, onSend[last]] : [...onSend, hooks.onSend]
     if (methods.includes('GET')) routes.add(route.url, settings)
   })

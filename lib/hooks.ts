@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, onSendHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onSendHookHandler } from 'fastify'
 import { cacheControlFor, requestDirectives, responseForbidsStore } from './directives.js'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
 import { decodeEntry, encodeEntry, type CacheEntry, type HeaderValue } from './entry.js'
@@ -36,11 +36,11 @@ export interface HookContext {
   pending: Set<Promise<unknown>>
 }
 
-export function createHooks (ctx: HookContext, route: RouteSettings, stores: boolean): { onRequest: onRequestAsyncHookHandler, onSend: onSendHookHandler } {
+export function createHooks (ctx: HookContext, route: RouteSettings, stores: boolean): { lookup: (request: FastifyRequest, reply: FastifyReply) => Promise<void>, onSend: onSendHookHandler } {
   const { opts, store, keys } = ctx
   const statusHeader = opts.statusHeader
 
-  async function onRequest (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  async function lookup (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const directives = route.clientDirectives ? requestDirectives(request) : null
     // Range requests, Authorization (RFC 9111 §3.5) and client no-store neither read nor write
     if (request.headers.range !== undefined || request.headers.authorization !== undefined || directives?.bypass === true) {
@@ -164,7 +164,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     return out
   }
 
-  return { onRequest, onSend }
+  return { lookup, onSend }
 }
 
 function varyValues (vary: unknown, request: FastifyRequest): Record<string, string> | undefined {

@@ -83,8 +83,8 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
   }
   if (opts.maxEntrySize !== undefined) o.maxEntrySize = checkSize('maxEntrySize', opts.maxEntrySize)
   if (opts.memory !== undefined) {
-    if (opts.memory === null || typeof opts.memory !== 'object') fail('memory', 'an object like { maxBytes }', opts.memory)
-    checkUnknown('option memory.', opts.memory, new Set(['maxBytes']))
+    if (opts.memory === null || typeof opts.memory !== 'object' || Array.isArray(opts.memory)) fail('memory', 'an object like { maxBytes }', opts.memory)
+    checkUnknown('option in memory:', opts.memory, new Set(['maxBytes']))
     if (opts.memory.maxBytes !== undefined) o.memoryMaxBytes = checkSize('memory.maxBytes', opts.memory.maxBytes)
   }
   if (opts.clientDirectives !== undefined) o.clientDirectives = checkBool('clientDirectives', opts.clientDirectives)

@@ -419,6 +419,29 @@ for (const backend of backends(t)) {
       t.same((await app.inject('/r')).json(), { calls: 1 }, 'the authorized response was not stored')
     })
 
+    t.test('a HIT never skips the route\'s own preHandler/preValidation checks (auth ordering)', async (t) => {
+      const app = await build(t, backend)
+      let checks = 0
+      let calls = 0
+      const auth = async (req: any, reply: any): Promise<void> => {
+        checks++
+        if (req.headers['x-api-key'] !== 'good') await reply.code(401).send({ error: 'unauthorized' })
+      }
+      app.get('/secret', { preHandler: auth, config: { cache: true } }, async () => ({ calls: ++calls }))
+      app.get('/validated', { preValidation: auth, config: { cache: true } }, async () => ({ calls: ++calls }))
+      for (const url of ['/secret', '/validated']) {
+        t.equal((await app.inject({ url, headers: { 'x-api-key': 'good' } })).headers['x-cache'], 'MISS')
+        const hit = await app.inject({ url, headers: { 'x-api-key': 'good' } })
+        t.equal(hit.headers['x-cache'], 'HIT', `${url} still caches`)
+        const denied = await app.inject(url)
+        t.equal(denied.statusCode, 401, `${url} denies a request without the key although the entry is warm`)
+        t.same(denied.json(), { error: 'unauthorized' })
+        t.equal(denied.headers['x-cache'], undefined)
+      }
+      t.equal(checks, 6, 'the check ran on every request')
+      t.equal(calls, 2, 'HITs still skip the handler')
+    })
+
     t.test('responses with Vary are only served to requests with the same header values', async (t) => {
       const app = await build(t, backend)
       app.get('/lang', { config: { cache: true } }, async (req, reply) => {

@@ -28,7 +28,10 @@ export class MemoryStore implements Store {
   async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string): Promise<boolean> {
     if (generation !== undefined && generation !== String(this.generations.get(group) ?? 0)) return false
     this.lru.set(key, { value, group }, ttlMs > 0 ? { ttl: ttlMs } : undefined)
-    if (!this.lru.has(key)) return false // larger than the whole store
+    if (!this.lru.has(key)) { // larger than the whole store: lru-cache refused it (and dropped any old value)
+      this.unindex(group, key)
+      return false
+    }
     let index = this.groups.get(group)
     if (index === undefined) this.groups.set(group, index = new Set())
     index.add(key)

@@ -1,0 +1,67 @@
+import Fastify, { type RouteShorthandOptions } from 'fastify'
+import { Redis } from 'ioredis'
+import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
+import httpCache, { httpCache as named } from '..'
+
+const app = Fastify()
+
+// default import, named import and .default are the same plugin
+expectType<typeof httpCache>(named)
+expectType<typeof httpCache>(httpCache.default)
+expectType<typeof httpCache>(httpCache.httpCache)
+
+// registration
+app.register(httpCache)
+app.register(httpCache, {})
+app.register(httpCache, { ttl: 60, prefix: 'x', redis: new Redis(), statusHeader: false, memory: { maxBytes: 1 } })
+app.register(httpCache, { redis: 'redis://localhost:6379', statusHeader: 'x-hit', maxEntrySize: 1024, clientDirectives: false, timeout: 100, defaultGroup: 'g' })
+app.register(named, { ttl: 0 })
+expectError(app.register(httpCache, { ttl: 'x' }))
+expectError(app.register(httpCache, { statusHeader: true }))
+expectError(app.register(httpCache, { redis: 42 }))
+expectError(app.register(httpCache, { memory: { maxBytes: '1mb' } }))
+expectError(app.register(httpCache, { tll: 60 }))
+
+// option types through the namespace
+expectAssignable<httpCache.HttpCacheOptions>({ ttl: 60, prefix: 'x', redis: new Redis(), statusHeader: false, memory: { maxBytes: 1 } })
+expectAssignable<httpCache.HttpCacheOptions>({})
+expectNotAssignable<httpCache.HttpCacheOptions>({ ttl: 'x' })
+expectNotAssignable<httpCache.HttpCacheOptions>({ statusHeader: true })
+expectAssignable<httpCache.RouteCacheOptions>({ ttl: 5, group: 'g', private: true, clientDirectives: false })
+expectAssignable<httpCache.RouteCacheOptions>({})
+expectNotAssignable<httpCache.RouteCacheOptions>({ ttl: 'x' })
+expectNotAssignable<httpCache.RouteCacheOptions>({ private: 'yes' })
+expectAssignable<httpCache.CacheValueOptions>({ ttl: 5, group: 'g' })
+expectAssignable<httpCache.HttpCacheApi>(app.cache)
+
+// route opt-in
+app.get('/a', { config: { cache: true } }, async () => 'a')
+app.get('/b', { config: { cache: false } }, async () => 'b')
+app.get('/c', { config: { cache: { ttl: 5, group: 'g', private: true } } }, async () => 'c')
+app.route({ method: 'GET', url: '/d', config: { cache: { ttl: 0 } }, handler: async () => 'd' })
+app.get('/e', async () => 'e')
+expectError(app.get('/x', { config: { cache: { ttl: 'x' } } }, async () => 'x'))
+expectError(app.get('/x', { config: { cache: { group: 5 } } }, async () => 'x'))
+expectError(app.get('/x', { config: { cache: { private: 'yes' } } }, async () => 'x'))
+// Fastify infers its ContextConfig type parameter from an inline `config`, so an inline
+// `cache: 'yes'` or unknown key `{ tll: 5 }` intersects instead of failing (the plugin rejects both
+// at registration). Route options typed as Fastify's own types catch them at compile time:
+expectError<RouteShorthandOptions>({ config: { cache: 'yes' } })
+expectError<RouteShorthandOptions>({ config: { cache: { tll: 5 } } })
+expectAssignable<RouteShorthandOptions>({ config: { cache: { ttl: 5, group: 'g', private: true } } })
+expectAssignable<RouteShorthandOptions>({ config: { cache: true } })
+
+// fastify.cache
+expectType<Promise<number>>(app.cache.evictGroup('g'))
+expectType<Promise<boolean>>(app.cache.evict('/a'))
+expectType<Promise<boolean>>(app.cache.evict('/a', { group: 'g' }))
+expectType<Promise<{ a: number } | undefined>>(app.cache.get<{ a: number }>('k'))
+expectType<Promise<unknown>>(app.cache.get('k', { group: 'g' }))
+expectType<Promise<void>>(app.cache.set('k', { a: 1 }, { ttl: 5, group: 'g' }))
+expectType<Promise<boolean>>(app.cache.has('k'))
+expectType<Promise<boolean>>(app.cache.delete('k', { group: 'g' }))
+expectType<Promise<number>>(app.cache.clear())
+expectType<'memory' | 'redis'>(app.cache.storeName)
+expectError(app.cache.evictGroup(5))
+expectError(app.cache.set('k', 1, { ttl: 'x' }))
+expectError(app.cache.evict('/a', { grp: 'g' }))
