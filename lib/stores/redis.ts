@@ -114,12 +114,18 @@ export class RedisStore implements Store {
   async clear (): Promise<number> {
     const groups = await this.guard.run(() => this.client.smembers(this.keys.groups()))
     let n = 0
-    for (const group of groups) n += await this.evictGroup(group)
-    if (groups.length > 0) await this.guard.run(() => this.client.srem(this.keys.groups(), ...groups))
+    for (const group of groups) {
+      // unregister first: a write racing the eviction then either dies with it or registers again
+      await this.guard.run(() => this.client.srem(this.keys.groups(), group))
+      n += await this.evictGroup(group)
+    }
     return n
   }
 
   async close (): Promise<void> {
-    if (this.owned) await this.client.quit().catch(() => this.client.disconnect())
+    if (!this.owned) return
+    // QUIT waits for a reply a hung server never sends: bounded like every other call
+    await this.guard.run(() => this.client.quit()).catch(() => {})
+    this.client.disconnect()
   }
 }

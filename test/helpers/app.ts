@@ -22,7 +22,8 @@ export function backends (t: TapLike): Backend[] {
       name: 'redis',
       async options () {
         redis ??= startRedis(t)
-        return { redis: (await redis).client(), prefix: `t${++prefixes}` }
+        // generous bound: a CI machine busy compiling tests can stall the event loop past the default
+        return { redis: (await redis).client(), prefix: `t${++prefixes}`, timeout: 2000 }
       }
     }
   ]
