@@ -4,13 +4,15 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import { createApi, createRouteFinder } from './lib/api.js'
 import { createHooks, kState, type HookContext } from './lib/hooks.js'
 import { KeyBuilder } from './lib/keys.js'
-import { resolveOptions, resolveRoute, type ResolvedOptions } from './lib/options.js'
+import { resolveOptions, resolveRoute, resolveWriteRoute, type ResolvedOptions } from './lib/options.js'
+import { createWriteHook } from './lib/invalidation.js'
 import { MemoryStore } from './lib/stores/memory.js'
 import { RedisStore } from './lib/stores/redis.js'
 import type { Store } from './lib/stores/store.js'
 import type * as types from './lib/types.js'
 
 const STARTUP_WAIT_MS = 2000
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOptions): Promise<void> {
   const opts = resolveOptions(options)
@@ -34,8 +36,12 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     if (cfg === undefined || cfg === false) return
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     const where = `${methods.join(',')} ${route.url}`
+    if (methods.every((m) => WRITE_METHODS.has(m))) {
+      route.onSend = [...asArray(route.onSend), createWriteHook(ctx, routes, resolveWriteRoute(where, methods, cfg))]
+      return
+    }
     if (methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
-      throw new TypeError(`fastify-http-cache: config.cache is for GET routes, not ${where}`)
+      throw new TypeError(`fastify-http-cache: config.cache caches GET routes and invalidates from POST, PUT, PATCH and DELETE routes; ${where} mixes them`)
     }
     const settings = resolveRoute(where, cfg, opts)
     const onSend = asArray(route.onSend)

@@ -8,7 +8,8 @@ import type { CacheValueOptions, HttpCacheApi } from './types.js'
 
 export interface RouteFinder {
   add (url: string, settings: RouteSettings): void
-  groupOf (url: string): string | undefined
+  /** Settings of the cached GET route a URL would hit. */
+  settingsOf (url: string): RouteSettings | undefined
 }
 
 /** Finds the cached GET route a URL would hit, with the router Fastify itself uses. */
@@ -18,10 +19,10 @@ export function createRouteFinder (routerOptions: FindMyWay.Config<FindMyWay.HTT
     add (url, settings) {
       if (!router.hasRoute('GET', url)) router.on('GET', url, () => {}, settings)
     },
-    groupOf (url) {
+    settingsOf (url) {
       const q = url.indexOf('?')
       const found = router.find('GET', q === -1 ? url : url.slice(0, q))
-      return (found?.store as RouteSettings | undefined)?.group
+      return found?.store as RouteSettings | undefined
     }
   }
 }
@@ -54,7 +55,7 @@ export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder
     },
     async evict (url, options) {
       if (typeof url !== 'string' || !url.startsWith('/')) throw new TypeError(`fastify-http-cache: evict() takes a URL path starting with "/", got ${JSON.stringify(url)}`)
-      const group = options?.group !== undefined ? assertName('group', options.group) : routes.groupOf(url) ?? opts.defaultGroup
+      const group = options?.group !== undefined ? assertName('group', options.group) : routes.settingsOf(url)?.group ?? opts.defaultGroup
       return await store.delete(keys.entry(group, url), group)
     },
     async get<T> (key: string, options?: { group?: string }) {

@@ -152,19 +152,24 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
   }
 
   function storedHeaders (reply: FastifyReply): Record<string, HeaderValue> {
-    const all = reply.getHeaders()
-    const connection = all.connection
-    const listed = typeof connection === 'string' ? connection.toLowerCase().split(',').map((s) => s.trim()) : []
-    const out: Record<string, HeaderValue> = {}
-    for (const name in all) {
-      const value = all[name]
-      if (value === undefined || NOT_STORED.has(name) || name === statusHeader || listed.includes(name)) continue
-      out[name] = Array.isArray(value) ? value.map(String) : String(value)
-    }
-    return out
+    return endToEndHeaders(reply, statusHeader)
   }
 
   return { lookup, onSend }
+}
+
+/** The headers of a reply worth replaying: not hop-by-hop, per-message or owned by this plugin. */
+export function endToEndHeaders (reply: FastifyReply, statusHeader: string | false): Record<string, HeaderValue> {
+  const all = reply.getHeaders()
+  const connection = all.connection
+  const listed = typeof connection === 'string' ? connection.toLowerCase().split(',').map((s) => s.trim()) : []
+  const out: Record<string, HeaderValue> = {}
+  for (const name in all) {
+    const value = all[name]
+    if (value === undefined || NOT_STORED.has(name) || name === statusHeader || listed.includes(name)) continue
+    out[name] = Array.isArray(value) ? value.map(String) : String(value)
+  }
+  return out
 }
 
 function varyValues (vary: unknown, request: FastifyRequest): Record<string, string> | undefined {

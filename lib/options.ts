@@ -1,4 +1,4 @@
-import type { HttpCacheOptions, RouteCacheOptions } from './types.js'
+import type { HttpCacheOptions, RouteCacheOptions, WriteCacheOptions } from './types.js'
 import { assertName } from './keys.js'
 
 export interface ResolvedOptions {
@@ -22,6 +22,15 @@ export interface RouteSettings {
 
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout', 'defaultGroup'])
 const ROUTE_KEYS = new Set(['ttl', 'group', 'private', 'clientDirectives'])
+const WRITE_KEYS = new Set(['evict', 'put', 'ttl', 'group'])
+
+/** What a write route's `config.cache` resolves to. */
+export interface WriteSettings {
+  groups: string[]
+  self: boolean
+  /** Write-through; ttl/group undefined = those of the GET route on the same URL. */
+  put: { ttl: number | undefined, group: string | undefined } | null
+}
 const MAX_TTL = 100 * 365 * 24 * 3600 // beyond this a ttl is a unit mistake, not an intent
 
 function fail (name: string, expected: string, value: unknown): never {
@@ -114,5 +123,47 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions)
   if (v.group !== undefined) s.group = assertName(`config.cache.group of ${where}`, v.group)
   if (v.private !== undefined) s.private = checkBool(`config.cache.private of ${where}`, v.private)
   if (v.clientDirectives !== undefined) s.clientDirectives = checkBool(`config.cache.clientDirectives of ${where}`, v.clientDirectives)
+  return s
+}
+
+export function resolveWriteRoute (where: string, methods: string[], value: unknown): WriteSettings {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`fastify-http-cache: config.cache of ${where} must be an object like { evict: 'group' } or { put: true }, got ${describe(value)}`)
+  }
+  const v = value as WriteCacheOptions
+  checkUnknown(`config.cache option of ${where}:`, v, WRITE_KEYS)
+  const s: WriteSettings = { groups: [], self: false, put: null }
+  const evict = v.evict
+  const groups = (list: unknown, name: string): string[] => {
+    const arr = typeof list === 'string' ? [list] : list
+    if (!Array.isArray(arr) || arr.length === 0) fail(name, 'a group name or a non-empty array of group names', list)
+    return arr.map((g: unknown) => assertName(name, g))
+  }
+  if (evict !== undefined) {
+    if (typeof evict === 'string' || Array.isArray(evict)) {
+      s.groups = groups(evict, `config.cache.evict of ${where}`)
+    } else if (evict !== null && typeof evict === 'object') {
+      checkUnknown(`config.cache.evict option of ${where}:`, evict, new Set(['self', 'groups']))
+      if (evict.self !== undefined) s.self = checkBool(`config.cache.evict.self of ${where}`, evict.self)
+      if (evict.groups !== undefined) s.groups = groups(evict.groups, `config.cache.evict.groups of ${where}`)
+      if (!s.self && s.groups.length === 0) fail(`config.cache.evict of ${where}`, '{ self: true } and/or { groups }', evict)
+    } else {
+      fail(`config.cache.evict of ${where}`, 'a group, an array of groups or { self, groups }', evict)
+    }
+  }
+  if (v.put !== undefined && checkBool(`config.cache.put of ${where}`, v.put)) {
+    if (methods.some((m) => m !== 'PUT' && m !== 'PATCH')) {
+      throw new TypeError(`fastify-http-cache: config.cache.put is for PUT and PATCH routes, not ${where}`)
+    }
+    s.put = {
+      ttl: v.ttl === undefined ? undefined : checkTtl(`config.cache.ttl of ${where}`, v.ttl),
+      group: v.group === undefined ? undefined : assertName(`config.cache.group of ${where}`, v.group)
+    }
+  } else if (v.ttl !== undefined || v.group !== undefined) {
+    throw new TypeError(`fastify-http-cache: config.cache.ttl and .group of ${where} only apply with put: true`)
+  }
+  if (s.groups.length === 0 && !s.self && s.put === null) {
+    throw new TypeError(`fastify-http-cache: config.cache of ${where} does nothing: give evict and/or put`)
+  }
   return s
 }

@@ -34,6 +34,21 @@ export interface RouteCacheOptions {
   clientDirectives?: boolean
 }
 
+/** Options of a write route (POST, PUT, PATCH, DELETE): `config: { cache: WriteCacheOptions }`. */
+export interface WriteCacheOptions {
+  /**
+   * What a successful (2xx) response invalidates, before it is released to the client: a group, a list
+   * of groups, or `{ self: true }` for the entry of the GET on the same URL (with `groups` too if wanted).
+   */
+  evict?: string | string[] | { self?: boolean, groups?: string | string[] }
+  /** PUT/PATCH write-through: the 2xx response body becomes the entry of the GET on the same URL. */
+  put?: boolean
+  /** With `put`: TTL of the stored entry in seconds (default: the GET route's, else the plugin's). */
+  ttl?: number
+  /** With `put`: group of the stored entry (default: the GET route's, else the default group). */
+  group?: string
+}
+
 export interface CacheValueOptions {
   /** Seconds; 0 = never expires. Default: the plugin's `ttl`. */
   ttl?: number
@@ -64,6 +79,6 @@ declare module 'fastify' {
     cache: HttpCacheApi
   }
   interface FastifyContextConfig {
-    cache?: boolean | RouteCacheOptions
+    cache?: boolean | RouteCacheOptions | WriteCacheOptions
   }
 }

@@ -1,0 +1,166 @@
+import t from 'tap'
+import { backends, build } from './helpers/app.js'
+
+// Write routes that declare what they invalidate, run against both stores.
+for (const backend of backends(t)) {
+  t.test(backend.name, async (t) => {
+    t.test('a 2xx write evicts its groups before the response is released; other groups stay', async (t) => {
+      const app = await build(t, backend)
+      let version = 1
+      app.get('/products/:id', { config: { cache: { group: 'products' } } }, async () => ({ version }))
+      app.get('/prices', { config: { cache: { group: 'prices' } } }, async () => ({ version }))
+      app.get('/users', { config: { cache: { group: 'users' } } }, async () => ({ version }))
+      app.post('/products', { config: { cache: { evict: 'products' } } }, async () => { version++; return { ok: true } })
+      app.put('/catalog', { config: { cache: { evict: ['products', 'prices'] } } }, async () => { version++; return { ok: true } })
+      for (const url of ['/products/1', '/products/2', '/prices', '/users']) await app.inject(url)
+
+      t.equal((await app.inject({ method: 'POST', url: '/products' })).statusCode, 200)
+      const read = await app.inject('/products/1')
+      t.equal(read.headers['x-cache'], 'MISS', 'the write\'s own client reads fresh data right after')
+      t.same(read.json(), { version: 2 })
+      t.equal((await app.inject('/prices')).headers['x-cache'], 'HIT')
+      t.same((await app.inject('/users')).json(), { version: 1 }, 'groups not named are untouched')
+
+      await app.inject({ method: 'PUT', url: '/catalog' })
+      t.same((await app.inject('/products/2')).json(), { version: 3 })
+      t.same((await app.inject('/prices')).json(), { version: 3 })
+      t.equal((await app.inject('/users')).headers['x-cache'], 'HIT')
+    })
+
+    t.test('a thrown error or a non-2xx write evicts nothing', async (t) => {
+      const app = await build(t, backend)
+      let calls = 0
+      app.get('/things', { config: { cache: { group: 'things' } } }, async () => ({ calls: ++calls }))
+      app.post('/things', { config: { cache: { evict: 'things' } } }, async () => { throw new Error('db down') })
+      app.put('/things', { config: { cache: { evict: 'things' } } }, async (req, reply) => reply.code(409).send({ conflict: true }))
+      app.delete('/things', { config: { cache: { evict: { self: true } } } }, async (req, reply) => reply.code(404).send())
+      await app.inject('/things')
+      t.equal((await app.inject({ method: 'POST', url: '/things' })).statusCode, 500)
+      t.equal((await app.inject({ method: 'PUT', url: '/things' })).statusCode, 409)
+      t.equal((await app.inject({ method: 'DELETE', url: '/things' })).statusCode, 404)
+      const read = await app.inject('/things')
+      t.equal(read.headers['x-cache'], 'HIT')
+      t.equal(calls, 1)
+    })
+
+    t.test('evict: { self: true } drops the GET entry of the same URL only', async (t) => {
+      const app = await build(t, backend)
+      let calls = 0
+      app.get('/items/:id', { config: { cache: { group: 'items' } } }, async (req) => ({ url: req.url, calls: ++calls }))
+      app.delete('/items/:id', { config: { cache: { evict: { self: true } } } }, async (req, reply) => reply.code(204).send())
+      app.patch('/items/:id', { config: { cache: { evict: { self: true, groups: ['lists'] } } } }, async () => ({ ok: true }))
+      app.get('/lists', { config: { cache: { group: 'lists' } } }, async () => ({ calls: ++calls }))
+      for (const url of ['/items/1', '/items/2', '/lists']) await app.inject(url)
+
+      t.equal((await app.inject({ method: 'DELETE', url: '/items/1' })).statusCode, 204)
+      t.equal((await app.inject('/items/1')).headers['x-cache'], 'MISS')
+      t.equal((await app.inject('/items/2')).headers['x-cache'], 'HIT', 'the sibling stays')
+
+      await app.inject({ method: 'PATCH', url: '/items/2' })
+      t.equal((await app.inject('/items/2')).headers['x-cache'], 'MISS')
+      t.equal((await app.inject('/lists')).headers['x-cache'], 'MISS')
+    })
+
+    t.test('put: true writes through, so the next GET is a HIT with the new body', async (t) => {
+      const app = await build(t, backend)
+      const db: Record<string, { name: string }> = { 1: { name: 'old' } }
+      let reads = 0
+      app.get('/profiles/:id', { config: { cache: { group: 'profiles', ttl: 120 } } }, async (req) => {
+        reads++
+        return db[(req.params as { id: string }).id]
+      })
+      app.put('/profiles/:id', { config: { cache: { put: true } } }, async (req) => {
+        const id = (req.params as { id: string }).id
+        db[id] = req.body as { name: string }
+        return db[id]
+      })
+      app.put('/bodiless/:id', { config: { cache: { put: true, group: 'profiles' } } }, async (req, reply) => reply.code(204).send())
+      t.same((await app.inject('/profiles/1')).json(), { name: 'old' })
+
+      const put = await app.inject({ method: 'PUT', url: '/profiles/1', payload: { name: 'new' } })
+      t.equal(put.statusCode, 200)
+      const read = await app.inject('/profiles/1')
+      t.equal(read.headers['x-cache'], 'HIT')
+      t.same(read.json(), { name: 'new' })
+      t.equal(read.headers['content-type'], 'application/json; charset=utf-8')
+      t.match(read.headers['cache-control'], /^max-age=(119|120)$/, 'the GET route\'s ttl')
+      t.match(read.headers.etag, /^W\//)
+      t.equal(reads, 1, 'the GET handler never ran again')
+
+      // a write-through with no body still drops the old entry
+      await app.inject('/bodiless/1')
+      await app.inject({ method: 'PUT', url: '/bodiless/1' })
+      t.equal((await app.inject('/bodiless/1')).statusCode, 404)
+    })
+
+    t.test('no stale resurrection: a miss that read old data does not store it after a write evicted its group', async (t) => {
+      const app = await build(t, backend)
+      let value = 'old'
+      let release: () => void = () => {}
+      let entered: () => void = () => {}
+      const handlerEntered = new Promise<void>((resolve) => { entered = resolve })
+      let first = true
+      app.get('/race', { config: { cache: { group: 'race', ttl: 0 } } }, async () => {
+        const seen = value
+        if (first) {
+          first = false
+          entered()
+          await new Promise<void>((resolve) => { release = resolve })
+        }
+        return { value: seen }
+      })
+      app.post('/race', { config: { cache: { evict: 'race' } } }, async () => { value = 'new'; return { ok: true } })
+
+      const slow = app.inject('/race') // misses, reads 'old', then waits
+      await handlerEntered
+      await app.inject({ method: 'POST', url: '/race' }) // writes and evicts meanwhile
+      release()
+      t.same((await slow).json(), { value: 'old' }, 'the slow request still gets its answer')
+      const next = await app.inject('/race')
+      t.equal(next.headers['x-cache'], 'MISS', 'its pre-write response was not stored')
+      t.same(next.json(), { value: 'new' })
+      t.equal((await app.inject('/race')).headers['x-cache'], 'HIT')
+    })
+  })
+}
+
+// The resurrection race needs the store to outlive one app: checked across two instances sharing Redis.
+t.test('no stale resurrection across instances (Redis)', async (t) => {
+  const redisBackend = backends(t)[1]
+  const options = await redisBackend.options(t)
+  const { default: Fastify } = await import('fastify')
+  const { default: httpCache } = await import('../index.js')
+  const make = async (): Promise<ReturnType<typeof Fastify>> => {
+    const app = Fastify()
+    await app.register(httpCache, options)
+    t.teardown(() => app.close())
+    return app
+  }
+  let value = 'old'
+  let release: () => void = () => {}
+  let entered: () => void = () => {}
+  const handlerEntered = new Promise<void>((resolve) => { entered = resolve })
+  const reader = await make()
+  let paused = true
+  reader.get('/race', { config: { cache: { group: 'race', ttl: 0 } } }, async () => {
+    const seen = value
+    if (paused) {
+      paused = false
+      entered()
+      await new Promise<void>((resolve) => { release = resolve })
+    }
+    return { value: seen }
+  })
+  const writer = await make()
+  writer.post('/race', { config: { cache: { evict: 'race' } } }, async () => { value = 'new'; return { ok: true } })
+
+  const slow = reader.inject('/race')
+  await handlerEntered
+  await writer.inject({ method: 'POST', url: '/race' })
+  release()
+  t.same((await slow).json(), { value: 'old' })
+  const next = await reader.inject('/race')
+  t.equal(next.headers['x-cache'], 'MISS', 'the pre-write response was not stored')
+  t.same(next.json(), { value: 'new' })
+  t.equal((await reader.inject('/race')).headers['x-cache'], 'HIT')
+})
