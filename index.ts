@@ -33,17 +33,23 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
   // Only opted-in routes get hooks: every other route pays nothing.
   fastify.addHook('onRoute', (route: RouteOptions) => {
     const cfg = route.config?.cache
-    if (cfg === undefined || cfg === false) return
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     const where = `${methods.join(',')} ${route.url}`
-    if (methods.every((m) => WRITE_METHODS.has(m))) {
-      route.onSend = [...asArray(route.onSend), createWriteHook(ctx, routes, resolveWriteRoute(where, methods, cfg))]
+    const writes = methods.every((m) => WRITE_METHODS.has(m))
+    if (cfg === undefined && writes && opts.autoInvalidate) {
+      // autoInvalidate: every write route evicts by path unless it says config.cache: false
+      route.onSend = [...asArray(route.onSend), createWriteHook(ctx, routes, resolveWriteRoute(where, methods, {}, opts, keys))]
+      return
+    }
+    if (cfg === undefined || cfg === false) return
+    if (writes) {
+      route.onSend = [...asArray(route.onSend), createWriteHook(ctx, routes, resolveWriteRoute(where, methods, cfg, opts, keys))]
       return
     }
     if (methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
       throw new TypeError(`fastify-http-cache: config.cache caches GET routes and invalidates from POST, PUT, PATCH and DELETE routes; ${where} mixes them`)
     }
-    const settings = resolveRoute(where, cfg, opts)
+    const settings = resolveRoute(where, cfg, opts, keys)
     const onSend = asArray(route.onSend)
     // Fastify's own HEAD route for a GET runs the GET handler and then drops the body in its last
     // onSend hook; going before that hook lets a HEAD miss fill the GET entry too. A HEAD route the

@@ -1,10 +1,11 @@
 import FindMyWay from 'find-my-way'
 import type { FastifyBaseLogger } from 'fastify'
 import { decodeValue, encodeValue } from './entry.js'
+import { entryKey } from './hooks.js'
 import { assertName, type KeyBuilder } from './keys.js'
 import { checkTtl, type ResolvedOptions, type RouteSettings } from './options.js'
 import type { Store } from './stores/store.js'
-import type { CacheValueOptions, HttpCacheApi } from './types.js'
+import type { CacheValueOptions, GroupOptions, HttpCacheApi, WrapOptions } from './types.js'
 
 export interface RouteFinder {
   add (url: string, settings: RouteSettings): void
@@ -28,53 +29,105 @@ export function createRouteFinder (routerOptions: FindMyWay.Config<FindMyWay.HTT
 }
 
 export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder, routes: RouteFinder, log: FastifyBaseLogger): HttpCacheApi {
-  const groupOption = (o: { group?: string } | undefined): string =>
-    o?.group === undefined ? opts.defaultGroup : assertName('group', o.group)
+  const namespaceOf = (o: { namespace?: string } | undefined): string | undefined =>
+    o?.namespace === undefined ? opts.namespace : assertName('namespace', o.namespace)
+  const baseOf = (o: GroupOptions | undefined): string =>
+    keys.base(o?.group === undefined ? opts.defaultGroup : assertName('group', o.group), namespaceOf(o))
   const name = (key: unknown): string => {
     if (typeof key !== 'string' || key.length === 0) throw new TypeError('fastify-http-cache: key must be a non-empty string')
     return key
   }
+  const tagList = (tags: unknown): string[] => {
+    if (tags === undefined) return []
+    if (!Array.isArray(tags)) throw new TypeError('fastify-http-cache: tags must be an array of tag names')
+    return tags.map((tag) => assertName('a tag', tag))
+  }
 
   // Reads degrade to "absent" when the store fails: a cache outage must not fail the caller.
-  async function read (key: string, options: { group?: string } | undefined): Promise<{ value: unknown } | undefined> {
-    const group = groupOption(options)
-    const k = keys.value(group, name(key))
+  async function read (key: string, base: string): Promise<{ found: { value: unknown } | undefined, generation: string | undefined }> {
     try {
-      const { value } = await store.lookup(k, group)
-      return value === null ? undefined : decodeValue(value)
+      const { value, generation } = await store.lookup(key, base)
+      return { found: value === null ? undefined : decodeValue(value), generation }
     } catch (err) {
       log.debug({ err }, 'fastify-http-cache: read failed, answered as absent')
-      return undefined
+      return { found: undefined, generation: undefined }
     }
   }
 
   return {
     storeName: store.name,
-    async evictGroup (group) {
-      return await store.evictGroup(assertName('group', group))
+    async evictGroup (group, options) {
+      return await store.evictGroup(keys.base(assertName('group', group), namespaceOf(options)))
+    },
+    async evictTag (tag) {
+      return await store.evictTag(assertName('tag', tag))
     },
     async evict (url, options) {
       if (typeof url !== 'string' || !url.startsWith('/')) throw new TypeError(`fastify-http-cache: evict() takes a URL path starting with "/", got ${JSON.stringify(url)}`)
-      const group = options?.group !== undefined ? assertName('group', options.group) : routes.settingsOf(url)?.group ?? opts.defaultGroup
-      return await store.delete(keys.entry(group, url), group)
+      const route = routes.settingsOf(url)
+      if (route === undefined) {
+        const base = baseOf(options)
+        return await store.delete(keys.entry(base, url), base)
+      }
+      const base = options?.group !== undefined || options?.namespace !== undefined
+        ? keys.base(options.group === undefined ? route.group : assertName('group', options.group), options.namespace === undefined ? route.namespace : namespaceOf(options))
+        : route.base
+      const key = entryKey(keys, { ...route, base }, url, lowerCase(options?.headers), options?.varyBy, options?.key)
+      return await store.delete(key, base)
     },
-    async get<T> (key: string, options?: { group?: string }) {
-      return (await read(key, options))?.value as T | undefined
+    async get<T> (key: string, options?: GroupOptions) {
+      const base = baseOf(options)
+      return (await read(keys.value(base, name(key)), base)).found?.value as T | undefined
     },
-    async set (key, value, options?: CacheValueOptions) {
-      const group = groupOption(options)
+    async set (key, value, options?: CacheValueOptions & { namespace?: string }) {
+      const base = baseOf(options)
       const ttl = options?.ttl === undefined ? opts.ttl : checkTtl('ttl', options.ttl)
-      await store.write(keys.value(group, name(key)), group, encodeValue(value), ttl * 1000)
+      await store.write(keys.value(base, name(key)), base, encodeValue(value), ttl * 1000, undefined, tagList(options?.tags))
     },
     async has (key, options) {
-      return (await read(key, options)) !== undefined
+      const base = baseOf(options)
+      return (await read(keys.value(base, name(key)), base)).found !== undefined
     },
     async delete (key, options) {
-      const group = groupOption(options)
-      return await store.delete(keys.value(group, name(key)), group)
+      const base = baseOf(options)
+      return await store.delete(keys.value(base, name(key)), base)
     },
-    async clear () {
-      return await store.clear()
+    wrap<A extends unknown[], R> (fn: (...args: A) => Promise<R>, options: WrapOptions<A>) {
+      if (typeof fn !== 'function') throw new TypeError('fastify-http-cache: wrap() takes an async function')
+      if (options === null || typeof options !== 'object' || typeof options.key !== 'function') {
+        throw new TypeError('fastify-http-cache: wrap() needs options with a key function, e.g. { key: (id) => \'user:\' + id }')
+      }
+      const base = baseOf(options)
+      const ttl = options.ttl === undefined ? opts.ttl : checkTtl('ttl', options.ttl)
+      const tagsOf = typeof options.tags === 'function' ? options.tags : () => options.tags as string[] | undefined
+      const inflight = new Map<string, Promise<R>>()
+      return async (...args: A): Promise<R> => {
+        const key = keys.value(base, `w:${name(options.key(...args))}`)
+        const running = inflight.get(key)
+        if (running !== undefined) return await running
+        const call = (async () => {
+          const { found, generation } = await read(key, base)
+          if (found !== undefined) return found.value as R
+          const value = await fn(...args)
+          // conditional on the generation read above: an eviction during fn() wins over its result
+          if (generation !== undefined) {
+            await store.write(key, base, encodeValue(value), ttl * 1000, generation, tagList(tagsOf(...args)))
+              .catch((err: unknown) => log.debug({ err }, 'fastify-http-cache: wrap could not store a result'))
+          }
+          return value
+        })().finally(() => inflight.delete(key))
+        inflight.set(key, call)
+        return await call
+      }
+    },
+    async clear (options) {
+      return await store.clear(keys.namespaceStart(namespaceOf(options)))
     }
   }
+}
+
+function lowerCase (headers: Record<string, string | string[] | undefined> | undefined): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {}
+  for (const name in headers) out[name.toLowerCase()] = headers[name]
+  return out
 }

@@ -2,8 +2,9 @@ import type { FastifyReply, FastifyRequest, onSendHookHandler } from 'fastify'
 import { cacheControlFor, requestDirectives, responseForbidsStore } from './directives.js'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
 import { decodeEntry, encodeEntry, type CacheEntry, type HeaderValue } from './entry.js'
-import type { KeyBuilder } from './keys.js'
-import type { ResolvedOptions, RouteSettings } from './options.js'
+import { httpDate } from './expiry.js'
+import { assertName, pathOf, variant, type KeyBuilder } from './keys.js'
+import { ttlFor, type ResolvedOptions, type RouteSettings } from './options.js'
 import { isNodeStream, payloadBytes, teeStream, weakEtag } from './payload.js'
 import type { Store } from './stores/store.js'
 
@@ -36,24 +37,47 @@ export interface HookContext {
   pending: Set<Promise<unknown>>
 }
 
+/** The tag under which autoInvalidate indexes the entries of a path. */
+export const pathTag = (path: string): string => `path:${path}`
+
+/** The key a GET of `url` hits on this route, from the inputs the route keys on. */
+export function entryKey (keys: KeyBuilder, route: RouteSettings, url: string, headers: Record<string, string | string[] | undefined>, by: string | undefined, custom: string | undefined): string {
+  if (route.key !== undefined) {
+    if (typeof custom !== 'string' || custom.length === 0) throw new TypeError('fastify-http-cache: the key builder must return a non-empty string')
+    return keys.custom(route.base, custom)
+  }
+  return keys.entry(route.base, url, variant(route.vary, headers, by))
+}
+
 export function createHooks (ctx: HookContext, route: RouteSettings, stores: boolean): { lookup: (request: FastifyRequest, reply: FastifyReply) => Promise<void>, onSend: onSendHookHandler } {
   const { opts, store, keys } = ctx
   const statusHeader = opts.statusHeader
+  // per-user entries must not land in shared caches downstream
+  const isPrivate = route.private || route.varyBy !== undefined
+  const varyHeader = route.vary.join(', ')
 
   async function lookup (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const directives = route.clientDirectives ? requestDirectives(request) : null
-    // Range requests, Authorization (RFC 9111 §3.5) and client no-store neither read nor write
-    if (request.headers.range !== undefined || request.headers.authorization !== undefined || directives?.bypass === true) {
-      request[kState] = { key: '', generation: undefined, hit: false, bypass: true }
-      if (statusHeader !== false) reply.header(statusHeader, 'BYPASS')
-      return
+    // Range requests, client no-store and Authorization (RFC 9111 §3.5, unless the route keys per user)
+    // neither read nor write
+    if (request.headers.range !== undefined || directives?.bypass === true ||
+      (request.headers.authorization !== undefined && route.varyBy === undefined)) {
+      return bypass(request, reply)
     }
-    const key = keys.entry(route.group, request.url)
+    let key: string
+    try {
+      const by = route.varyBy === undefined ? undefined : await route.varyBy(request)
+      if (by !== undefined && typeof by !== 'string') throw new TypeError('fastify-http-cache: varyBy must return a string')
+      key = entryKey(keys, route, request.url, request.headers, by, route.key === undefined ? undefined : await route.key(request))
+    } catch (err) {
+      request.log.warn({ err }, 'fastify-http-cache: could not build the key, response not cached')
+      return bypass(request, reply)
+    }
     const state: RequestState = { key, generation: undefined, hit: false, bypass: false }
     request[kState] = state
     let found
     try {
-      found = await store.lookup(key, route.group)
+      found = await store.lookup(key, route.base)
     } catch (err) {
       request.log.debug({ err }, 'fastify-http-cache: lookup failed, treated as a miss')
       return
@@ -65,8 +89,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       request.log.warn({ key }, 'fastify-http-cache: entry does not decode, replacing it')
       return
     }
-    const now = Date.now()
-    const age = now - entry.storedAt
+    const age = Date.now() - entry.storedAt
     if ((entry.ttl > 0 && age >= entry.ttl) ||
       (directives !== null && directives.maxAge !== null && age > directives.maxAge * 1000) ||
       !varyMatches(entry, request)) {
@@ -77,9 +100,14 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     return reply as unknown as undefined
   }
 
+  function bypass (request: FastifyRequest, reply: FastifyReply): void {
+    request[kState] = { key: '', generation: undefined, hit: false, bypass: true }
+    if (statusHeader !== false) reply.header(statusHeader, 'BYPASS')
+  }
+
   function serve (request: FastifyRequest, reply: FastifyReply, entry: CacheEntry, ageSeconds: number): void {
     const ttlSeconds = entry.ttl / 1000
-    const cacheControl = cacheControlFor(ttlSeconds, Math.max(0, Math.ceil(ttlSeconds - ageSeconds)), route.private)
+    const cacheControl = cacheControlFor(ttlSeconds, Math.max(0, Math.ceil(ttlSeconds - ageSeconds)), isPrivate)
     if (statusHeader !== false) reply.header(statusHeader, 'HIT')
     reply.header('age', String(ageSeconds))
     if (notModified(request.headers, entry.etag, entry.headers['last-modified'])) {
@@ -106,20 +134,35 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     const status = reply.statusCode
     if (status < 200 || status > 299 || status === 206) return payload
     if (reply.hasHeader('set-cookie')) return payload
+    if (varyHeader !== '') reply.header('vary', mergeVary(reply.getHeader('vary'), varyHeader))
     const vary = reply.getHeader('vary')
     if (vary !== undefined && /(^|,)\s*\*\s*(,|$)/.test(String(vary))) return payload
-    const forbid = responseForbidsStore(reply.getHeader('cache-control'), route.private)
-    if (forbid !== null) return payload
+    if (responseForbidsStore(reply.getHeader('cache-control'), isPrivate) !== null) return payload
 
-    const ttlMs = route.ttl * 1000
-    reply.header('cache-control', cacheControlFor(route.ttl, route.ttl, route.private))
+    const now = Date.now()
+    let ttl: number | undefined
+    let tags: string[]
+    try {
+      ttl = await ttlFor(route, request, opts.clock, now)
+      tags = await tagsFor(request, reply)
+    } catch (err) {
+      request.log.warn({ err }, 'fastify-http-cache: ttl or tags function failed, response not cached')
+      return payload
+    }
+    if (ttl === undefined) {
+      request.log.warn('fastify-http-cache: the ttl function returned no whole number of seconds, response not cached')
+      return payload
+    }
+    reply.header('cache-control', cacheControlFor(ttl, ttl, isPrivate))
+    if (route.expires !== undefined) reply.header('expires', httpDate(now + ttl * 1000))
+    const base = { v: 1 as const, status, storedAt: now, ttl: ttl * 1000, vary: varyValues(vary, request) }
 
     if (isNodeStream(payload)) {
       const handlerEtag = reply.getHeader('etag')
       const headers = storedHeaders(reply)
       return teeStream(payload, opts.maxEntrySize, (body) => {
         const etag = typeof handlerEtag === 'string' ? handlerEtag : weakEtag(body)
-        write(request, state, { v: 1, status, headers, body, etag, storedAt: Date.now(), ttl: ttlMs, vary: varyValues(vary, request) })
+        write(request, state, { ...base, headers, body, etag }, tags)
       })
     }
     const body = payloadBytes(payload)
@@ -128,7 +171,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     const handlerEtag = reply.getHeader('etag')
     const etag = typeof handlerEtag === 'string' ? handlerEtag : weakEtag(body)
     reply.header('etag', etag)
-    write(request, state, { v: 1, status, headers: storedHeaders(reply), body, etag, storedAt: Date.now(), ttl: ttlMs, vary: varyValues(vary, request) })
+    write(request, state, { ...base, headers: storedHeaders(reply), body, etag }, tags)
 
     if (status === 200 && notModified(request.headers, etag, reply.getHeader('last-modified'))) {
       reply.code(304)
@@ -139,9 +182,17 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     return payload
   }
 
-  function write (request: FastifyRequest, state: RequestState, entry: CacheEntry): void {
+  async function tagsFor (request: FastifyRequest, reply: FastifyReply): Promise<string[]> {
+    const tags = route.tags === undefined ? [] : await route.tags(request, reply)
+    if (!Array.isArray(tags)) throw new TypeError('fastify-http-cache: tags must be an array of strings')
+    const out = tags.map((tag) => assertName('a tag', tag))
+    if (route.byPath) out.push(pathTag(pathOf(request.url)))
+    return out
+  }
+
+  function write (request: FastifyRequest, state: RequestState, entry: CacheEntry, tags: string[]): void {
     if (state.generation === undefined) return
-    const p = store.write(state.key, route.group, encodeEntry(entry), entry.ttl, state.generation)
+    const p = store.write(state.key, route.base, encodeEntry(entry), entry.ttl, state.generation, tags)
       .then((written) => {
         if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request, response not stored')
       }, (err: unknown) => {
@@ -170,6 +221,14 @@ export function endToEndHeaders (reply: FastifyReply, statusHeader: string | fal
     out[name] = Array.isArray(value) ? value.map(String) : String(value)
   }
   return out
+}
+
+function mergeVary (current: unknown, names: string): string {
+  if (current === undefined) return names
+  const have = String(current)
+  const listed = new Set(have.toLowerCase().split(',').map((s) => s.trim()))
+  const missing = names.split(', ').filter((name) => !listed.has(name))
+  return missing.length === 0 ? have : `${have}, ${missing.join(', ')}`
 }
 
 function varyValues (vary: unknown, request: FastifyRequest): Record<string, string> | undefined {

@@ -1,8 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteFinder } from './api.js'
 import { encodeEntry } from './entry.js'
-import type { HookContext } from './hooks.js'
-import type { WriteSettings } from './options.js'
+import { entryKey, pathTag, type HookContext } from './hooks.js'
+import { ancestors, assertName, pathOf } from './keys.js'
+import { ttlFor, type WriteSettings } from './options.js'
 import { payloadBytes, weakEtag } from './payload.js'
 
 // What a write-through entry keeps of the write's response: a GET of the resource answers with the
@@ -19,15 +20,14 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
   return async function onWriteSend (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
     const status = reply.statusCode
     if (status < 200 || status > 299) return payload
-    const tasks: Array<Promise<unknown>> = w.groups.map((group) => store.evictGroup(group))
-    if (w.self || w.put !== null) {
-      const read = routes.settingsOf(request.url)
-      const group = w.put?.group ?? read?.group ?? opts.defaultGroup
-      const key = keys.entry(group, request.url)
-      // delete first: it moves the group's generation, so a GET miss still holding older data cannot
-      // store it after the new entry; a GET missing after it reads the already-committed write
-      const drop = store.delete(key, group)
-      tasks.push(w.put === null ? drop : drop.then(() => writeThrough(reply, payload, key, group, w.put?.ttl ?? read?.ttl ?? opts.ttl)))
+    const tasks: Array<Promise<unknown>> = w.groups.map((base) => store.evictGroup(base))
+    try {
+      const tags = w.tags === undefined ? [] : (await w.tags(request, reply)).map((tag) => assertName('a tag', tag))
+      if (w.byPath) tags.push(...ancestors(pathOf(request.url)).map(pathTag))
+      for (const tag of tags) tasks.push(store.evictTag(tag))
+      if (w.self || w.put !== null) tasks.push(dropAndPut(request, reply, payload))
+    } catch (err) {
+      tasks.push(Promise.reject(err))
     }
     const results = await Promise.allSettled(tasks)
     for (const r of results) {
@@ -38,17 +38,31 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     return payload
   }
 
-  async function writeThrough (reply: FastifyReply, payload: unknown, key: string, group: string, ttl: number): Promise<void> {
+  async function dropAndPut (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {
+    const read = routes.settingsOf(request.url)
+    const base = w.put?.group !== undefined ? keys.base(w.put.group, w.namespace) : read?.base ?? keys.base(opts.defaultGroup, w.namespace)
+    const by = read?.varyBy === undefined ? undefined : await read.varyBy(request)
+    const custom = read?.key === undefined ? undefined : await read.key(request)
+    const key = read === undefined ? keys.entry(base, request.url) : entryKey(keys, { ...read, base }, request.url, request.headers, by, custom)
+    // delete first: it moves the group's generation, so a GET miss still holding older data cannot
+    // store it after the new entry; a GET missing after it reads the already-committed write
+    await store.delete(key, base)
+    if (w.put === null) return
     const body = reply.statusCode === 204 ? undefined : payloadBytes(payload)
     if (body === undefined || body.length > opts.maxEntrySize) return
+    const ttl = w.put.ttl ?? (read === undefined ? opts.ttl : await ttlFor(read, request, opts.clock, Date.now()))
+    if (ttl === undefined) return
     const headers: Record<string, string> = {}
     for (const name of PUT_HEADERS) {
       const value = reply.getHeader(name)
       if (typeof value === 'string') headers[name] = value
     }
     const etag = reply.getHeader('etag')
-    await store.write(key, group, encodeEntry({
+    // the entry carries what the GET route would have tagged it with, so tag and path evictions find it
+    const tags = read?.tags === undefined ? [] : (await read.tags(request, reply)).map((tag) => assertName('a tag', tag))
+    if (read?.byPath === true) tags.push(pathTag(pathOf(request.url)))
+    await store.write(key, base, encodeEntry({
       v: 1, status: 200, headers, body, etag: typeof etag === 'string' ? etag : weakEtag(body), storedAt: Date.now(), ttl: ttl * 1000
-    }), ttl * 1000)
+    }), ttl * 1000, undefined, tags)
   }
 }

@@ -1,9 +1,14 @@
-// Key layout, one slot per group on Redis Cluster (the `{group}` hash tag):
-//   <prefix>:{<group>}:e:GET:<path>?<canonical query>   response entries
-//   <prefix>:{<group>}:v:<name>                          application values
-//   <prefix>:{<group>}:i                                 index of the group's keys
-//   <prefix>:{<group>}:g                                 eviction generation of the group
-//   <prefix>:groups                                      groups that ever held a key (for clear())
+// Key layout. A group's keys share its hash tag, so each group is one slot on Redis Cluster:
+//   <prefix>[:<namespace>]:{<group>}:                  the group's base (its id in the stores)
+//     …e:GET:<path>?<canonical query>[ h:<vary values>][ u:<varyBy>]   response entries
+//     …k:<custom key>                                 entries of routes with a key builder
+//     …v:<name>                                       application values (set, wrap)
+//     …i                                              index of the group's keys
+//     …g                                              eviction generation of the group
+//     …t:<tag>                                        the group's keys carrying a tag
+//   <prefix>:groups                                   bases that hold keys (for clear())
+//   <prefix>:tag:{<tag>}                              bases that hold keys carrying a tag (for evictTag())
+// A space separates the parts of an entry key: no request target or canonical query contains one.
 
 const NAME = /^[\w.:@/+=-]{1,200}$/
 const UNRESERVED = /^[\w.!~*'()-]*$/
@@ -18,29 +23,73 @@ export function assertName (what: string, value: unknown): string {
 export class KeyBuilder {
   constructor (private readonly prefix: string) {}
 
-  groupBase (group: string): string {
-    return `${this.prefix}:{${group}}:`
+  /** The base of a group's keys, within a namespace when one is given. */
+  base (group: string, namespace?: string): string {
+    return namespace === undefined ? `${this.prefix}:{${group}}:` : `${this.prefix}:${namespace}:{${group}}:`
   }
 
-  entry (group: string, url: string): string {
-    return `${this.prefix}:{${group}}:e:GET:${normalizeUrl(url)}`
+  /** Bases of a namespace (and the namespaces below it) start with this; undefined: every base. */
+  namespaceStart (namespace: string | undefined): string {
+    return namespace === undefined ? `${this.prefix}:` : `${this.prefix}:${namespace}:`
   }
 
-  value (group: string, name: string): string {
-    return `${this.prefix}:{${group}}:v:${name}`
+  entry (base: string, url: string, variant?: string): string {
+    const key = `${base}e:GET:${normalizeUrl(url)}`
+    return variant === undefined ? key : `${key} ${variant}`
   }
 
-  index (group: string): string {
-    return `${this.prefix}:{${group}}:i`
+  custom (base: string, key: string): string {
+    return `${base}k:${key}`
   }
 
-  generation (group: string): string {
-    return `${this.prefix}:{${group}}:g`
+  value (base: string, name: string): string {
+    return `${base}v:${name}`
   }
 
   groups (): string {
     return `${this.prefix}:groups`
   }
+
+  tagRegistry (tag: string): string {
+    return `${this.prefix}:tag:{${tag}}`
+  }
+}
+
+// A group's own keys, derived from its base (the stores only know bases).
+export const indexOf = (base: string): string => base + 'i'
+export const generationOf = (base: string): string => base + 'g'
+export const tagSetOf = (base: string, tag: string): string => `${base}t:${tag}`
+
+/** The part of an entry key that tells variants apart: the values of `vary` headers and the varyBy value. */
+export function variant (vary: readonly string[], headers: Record<string, string | string[] | undefined>, by: string | undefined): string | undefined {
+  let out = ''
+  if (vary.length > 0) {
+    out = 'h:' + vary.map((name) => {
+      const v = headers[name]
+      return v === undefined ? name : `${name}=${encodeURIComponent(Array.isArray(v) ? v.join(', ') : v)}`
+    }).join('&')
+  }
+  if (by !== undefined) out += (out === '' ? 'u:' : ' u:') + encodeURIComponent(by)
+  return out === '' ? undefined : out
+}
+
+/** The path of a request target without its query, without a trailing slash (autoInvalidate tags). */
+export function pathOf (url: string): string {
+  const q = url.indexOf('?')
+  let path = q === -1 ? url : url.slice(0, q)
+  while (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1)
+  return path
+}
+
+/** `/a/b/c` → `/a/b/c`, `/a/b`, `/a`: the paths a write to `/a/b/c` makes stale. */
+export function ancestors (path: string): string[] {
+  const out: string[] = []
+  let p = path
+  while (p.length > 1) {
+    out.push(p)
+    p = p.slice(0, p.lastIndexOf('/')) || '/'
+  }
+  return out
 }
 
 /**

@@ -1,5 +1,7 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { HttpCacheOptions, RouteCacheOptions, WriteCacheOptions } from './types.js'
-import { assertName } from './keys.js'
+import { assertName, type KeyBuilder } from './keys.js'
+import { assertExpires, assertTimezone, createExpiryClock, type Expires, type ExpiryClock } from './expiry.js'
 
 export interface ResolvedOptions {
   prefix: string
@@ -10,27 +12,50 @@ export interface ResolvedOptions {
   clientDirectives: boolean
   timeout: number
   defaultGroup: string
+  namespace: string | undefined
+  routeNamespaces: 'join' | 'replace'
+  autoInvalidate: boolean
+  clock: ExpiryClock
 }
+
+export type TagSource = (request: FastifyRequest, reply: FastifyReply) => string[] | Promise<string[]>
 
 /** What a route's `config.cache` resolves to, once, at route registration. */
 export interface RouteSettings {
-  ttl: number
+  ttl: number | ((request: FastifyRequest) => number | Promise<number>)
+  expires: Expires | undefined
   group: string
+  namespace: string | undefined
+  /** Key base of the route's group in its namespace. */
+  base: string
   private: boolean
   clientDirectives: boolean
+  tags: TagSource | undefined
+  key: ((request: FastifyRequest) => string | Promise<string>) | undefined
+  /** Lower-case header names, sorted. */
+  vary: string[]
+  varyBy: ((request: FastifyRequest) => string | Promise<string>) | undefined
+  /** Index entries by path so writes to the path or its children evict them. */
+  byPath: boolean
 }
-
-const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout', 'defaultGroup'])
-const ROUTE_KEYS = new Set(['ttl', 'group', 'private', 'clientDirectives'])
-const WRITE_KEYS = new Set(['evict', 'put', 'ttl', 'group'])
 
 /** What a write route's `config.cache` resolves to. */
 export interface WriteSettings {
+  /** Key bases of the groups to evict. */
   groups: string[]
   self: boolean
   /** Write-through; ttl/group undefined = those of the GET route on the same URL. */
   put: { ttl: number | undefined, group: string | undefined } | null
+  tags: TagSource | undefined
+  namespace: string | undefined
+  byPath: boolean
 }
+
+const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
+  'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone'])
+const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate'])
+const WRITE_KEYS = new Set(['evict', 'put', 'ttl', 'group', 'tags', 'namespace', 'autoInvalidate'])
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const MAX_TTL = 100 * 365 * 24 * 3600 // beyond this a ttl is a unit mistake, not an intent
 
 function fail (name: string, expected: string, value: unknown): never {
@@ -79,7 +104,11 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     memoryMaxBytes: 64 * 1024 * 1024,
     clientDirectives: true,
     timeout: 250,
-    defaultGroup: 'default'
+    defaultGroup: 'default',
+    namespace: undefined,
+    routeNamespaces: 'join',
+    autoInvalidate: false,
+    clock: createExpiryClock('UTC')
   }
   if (opts.prefix !== undefined) o.prefix = assertName('prefix', opts.prefix)
   if (opts.ttl !== undefined) o.ttl = checkTtl('ttl', opts.ttl)
@@ -103,6 +132,13 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     o.timeout = t
   }
   if (opts.defaultGroup !== undefined) o.defaultGroup = assertName('defaultGroup', opts.defaultGroup)
+  if (opts.namespace !== undefined) o.namespace = assertName('option "namespace"', opts.namespace)
+  if (opts.routeNamespaces !== undefined) {
+    if (opts.routeNamespaces !== 'join' && opts.routeNamespaces !== 'replace') fail('routeNamespaces', '"join" or "replace"', opts.routeNamespaces)
+    o.routeNamespaces = opts.routeNamespaces
+  }
+  if (opts.autoInvalidate !== undefined) o.autoInvalidate = checkBool('autoInvalidate', opts.autoInvalidate)
+  if (opts.timezone !== undefined) o.clock = createExpiryClock(assertTimezone('option "timezone"', opts.timezone))
   const r = opts.redis
   if (r !== undefined && typeof r !== 'string' && (r === null || typeof r !== 'object' || typeof (r as { mgetBuffer?: unknown }).mgetBuffer !== 'function')) {
     fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)
@@ -111,33 +147,94 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
   return o
 }
 
-export function resolveRoute (where: string, value: unknown, o: ResolvedOptions): RouteSettings {
-  const s: RouteSettings = { ttl: o.ttl, group: o.defaultGroup, private: false, clientDirectives: o.clientDirectives }
-  if (value === true) return s
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new TypeError(`fastify-http-cache: config.cache of ${where} must be true or an object like { ttl, group, private }, got ${describe(value)}`)
+function checkFunction<T> (name: string, value: unknown): T {
+  if (typeof value !== 'function') fail(name, 'a function', value)
+  return value as T
+}
+
+function tagSource (name: string, value: unknown): TagSource {
+  if (typeof value === 'function') return value as TagSource
+  if (!Array.isArray(value)) fail(name, 'an array of tags or a function returning one', value)
+  const tags = value.map((tag: unknown) => assertName(name, tag))
+  return () => tags
+}
+
+/** The namespace a route's keys live in. */
+export function routeNamespace (where: string, value: unknown, o: ResolvedOptions): string | undefined {
+  if (value === undefined) return o.namespace
+  const ns = assertName(`config.cache.namespace of ${where}`, value)
+  return o.routeNamespaces === 'replace' || o.namespace === undefined ? ns : `${o.namespace}:${ns}`
+}
+
+export function resolveRoute (where: string, value: unknown, o: ResolvedOptions, keys: KeyBuilder): RouteSettings {
+  const s: RouteSettings = {
+    ttl: o.ttl,
+    expires: undefined,
+    group: o.defaultGroup,
+    namespace: o.namespace,
+    base: '',
+    private: false,
+    clientDirectives: o.clientDirectives,
+    tags: undefined,
+    key: undefined,
+    vary: [],
+    varyBy: undefined,
+    byPath: o.autoInvalidate
   }
-  const v = value as RouteCacheOptions
-  checkUnknown(`config.cache option of ${where}:`, v, ROUTE_KEYS)
-  if (v.ttl !== undefined) s.ttl = checkTtl(`config.cache.ttl of ${where}`, v.ttl)
-  if (v.group !== undefined) s.group = assertName(`config.cache.group of ${where}`, v.group)
-  if (v.private !== undefined) s.private = checkBool(`config.cache.private of ${where}`, v.private)
-  if (v.clientDirectives !== undefined) s.clientDirectives = checkBool(`config.cache.clientDirectives of ${where}`, v.clientDirectives)
+  if (value !== true) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new TypeError(`fastify-http-cache: config.cache of ${where} must be true or an object like { ttl, group, private }, got ${describe(value)}`)
+    }
+    const v = value as RouteCacheOptions
+    const name = (option: string): string => `config.cache.${option} of ${where}`
+    checkUnknown(`config.cache option of ${where}:`, v, ROUTE_KEYS)
+    if (v.ttl !== undefined) s.ttl = typeof v.ttl === 'function' ? v.ttl : checkTtl(name('ttl'), v.ttl)
+    if (v.expires !== undefined) {
+      if (v.ttl !== undefined) throw new TypeError(`fastify-http-cache: config.cache of ${where} takes ttl or expires, not both`)
+      s.expires = assertExpires(`option "${name('expires')}"`, v.expires)
+    }
+    if (v.group !== undefined) s.group = assertName(name('group'), v.group)
+    if (v.private !== undefined) s.private = checkBool(name('private'), v.private)
+    if (v.clientDirectives !== undefined) s.clientDirectives = checkBool(name('clientDirectives'), v.clientDirectives)
+    if (v.tags !== undefined) s.tags = tagSource(name('tags'), v.tags)
+    if (v.key !== undefined) s.key = checkFunction(name('key'), v.key)
+    if (v.varyBy !== undefined) s.varyBy = checkFunction(name('varyBy'), v.varyBy)
+    if (v.vary !== undefined) {
+      if (!Array.isArray(v.vary) || v.vary.some((h) => typeof h !== 'string' || !HEADER_NAME.test(h))) {
+        fail(name('vary'), 'an array of request header names', v.vary)
+      }
+      s.vary = [...new Set(v.vary.map((h) => h.toLowerCase()))].sort()
+    }
+    s.namespace = routeNamespace(where, v.namespace, o)
+    if (v.autoInvalidate !== undefined) s.byPath = o.autoInvalidate && checkBool(name('autoInvalidate'), v.autoInvalidate)
+  }
+  s.base = keys.base(s.group, s.namespace)
   return s
 }
 
-export function resolveWriteRoute (where: string, methods: string[], value: unknown): WriteSettings {
+/** The TTL of one response, in seconds; undefined when a TTL function answered something unusable. */
+export async function ttlFor (s: RouteSettings, request: FastifyRequest, clock: ExpiryClock, now: number): Promise<number | undefined> {
+  if (s.expires !== undefined) return Math.max(1, Math.ceil((clock.expiresAt(s.expires, now) - now) / 1000))
+  if (typeof s.ttl === 'number') return s.ttl
+  const ttl = await s.ttl(request)
+  return Number.isInteger(ttl) && ttl >= 0 && ttl <= MAX_TTL ? ttl : undefined
+}
+
+export function resolveWriteRoute (where: string, methods: string[], value: unknown, o: ResolvedOptions, keys: KeyBuilder): WriteSettings {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new TypeError(`fastify-http-cache: config.cache of ${where} must be an object like { evict: 'group' } or { put: true }, got ${describe(value)}`)
   }
   const v = value as WriteCacheOptions
   checkUnknown(`config.cache option of ${where}:`, v, WRITE_KEYS)
-  const s: WriteSettings = { groups: [], self: false, put: null }
+  const namespace = routeNamespace(where, v.namespace, o)
+  const s: WriteSettings = { groups: [], self: false, put: null, tags: undefined, namespace, byPath: o.autoInvalidate }
+  if (v.tags !== undefined) s.tags = tagSource(`config.cache.tags of ${where}`, v.tags)
+  if (v.autoInvalidate !== undefined) s.byPath = o.autoInvalidate && checkBool(`config.cache.autoInvalidate of ${where}`, v.autoInvalidate)
   const evict = v.evict
   const groups = (list: unknown, name: string): string[] => {
     const arr = typeof list === 'string' ? [list] : list
     if (!Array.isArray(arr) || arr.length === 0) fail(name, 'a group name or a non-empty array of group names', list)
-    return arr.map((g: unknown) => assertName(name, g))
+    return arr.map((g: unknown) => keys.base(assertName(name, g), namespace))
   }
   if (evict !== undefined) {
     if (typeof evict === 'string' || Array.isArray(evict)) {
@@ -162,8 +259,8 @@ export function resolveWriteRoute (where: string, methods: string[], value: unkn
   } else if (v.ttl !== undefined || v.group !== undefined) {
     throw new TypeError(`fastify-http-cache: config.cache.ttl and .group of ${where} only apply with put: true`)
   }
-  if (s.groups.length === 0 && !s.self && s.put === null) {
-    throw new TypeError(`fastify-http-cache: config.cache of ${where} does nothing: give evict and/or put`)
+  if (s.groups.length === 0 && !s.self && s.put === null && s.tags === undefined && !s.byPath) {
+    throw new TypeError(`fastify-http-cache: config.cache of ${where} does nothing: give evict, tags and/or put`)
   }
   return s
 }

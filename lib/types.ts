@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /** Plugin options, given once to `register`. */
 export interface HttpCacheOptions {
@@ -20,18 +21,40 @@ export interface HttpCacheOptions {
   timeout?: number
   /** Group of routes and values that name none. Default `default`. */
   defaultGroup?: string
+  /** Namespace of this registration's keys: two apps or API versions sharing a Redis never collide. */
+  namespace?: string
+  /** How a route's `namespace` combines with the plugin's: joined `plugin:route` (default) or replacing it. */
+  routeNamespaces?: 'join' | 'replace'
+  /** A successful write evicts cached GETs of its path and of every parent path. Default false. */
+  autoInvalidate?: boolean
+  /** IANA time zone of `expires: 'endOfDay' | 'endOfWeek'`. Default `UTC`. */
+  timezone?: string
 }
 
 /** Per-route options: `config: { cache: true | RouteCacheOptions }`. */
 export interface RouteCacheOptions {
-  /** TTL in seconds; 0 = never expires. Default: the plugin's `ttl`. */
-  ttl?: number
+  /** TTL in seconds (0 = never expires), or a function of the request. Default: the plugin's `ttl`. */
+  ttl?: number | ((request: FastifyRequest) => number | Promise<number>)
+  /** Expire at the end of the day or week in the plugin's `timezone` (instead of `ttl`). */
+  expires?: 'endOfDay' | 'endOfWeek'
   /** Eviction group the entry belongs to (a Redis hash tag: one slot per group). */
   group?: string
   /** Emit `Cache-Control: private` so shared caches downstream do not store the response. */
   private?: boolean
   /** Override the plugin's `clientDirectives` for this route. */
   clientDirectives?: boolean
+  /** Tags (surrogate keys) of the response, evicted across groups by `fastify.cache.evictTag(tag)`. */
+  tags?: string[] | ((request: FastifyRequest, reply: FastifyReply) => string[] | Promise<string[]>)
+  /** Custom key builder: replaces the URL in the key. */
+  key?: (request: FastifyRequest) => string | Promise<string>
+  /** Request headers that select a variant: part of the key, and sent back in `Vary`. */
+  vary?: string[]
+  /** Per-user (or per-tenant) entries, e.g. `(req) => req.user.id`; implies `Cache-Control: private`. */
+  varyBy?: (request: FastifyRequest) => string | Promise<string>
+  /** Namespace of this route's keys (combined with the plugin's per `routeNamespaces`). */
+  namespace?: string
+  /** false: writes to this path or its children do not evict this route's entries (autoInvalidate). */
+  autoInvalidate?: boolean
 }
 
 /** Options of a write route (POST, PUT, PATCH, DELETE): `config: { cache: WriteCacheOptions }`. */
@@ -47,6 +70,12 @@ export interface WriteCacheOptions {
   ttl?: number
   /** With `put`: group of the stored entry (default: the GET route's, else the default group). */
   group?: string
+  /** Tags evicted after a successful write (across groups). */
+  tags?: string[] | ((request: FastifyRequest, reply: FastifyReply) => string[] | Promise<string[]>)
+  /** Namespace the named groups live in (combined with the plugin's per `routeNamespaces`). */
+  namespace?: string
+  /** false: this write does not evict by path even when the plugin's `autoInvalidate` is on. */
+  autoInvalidate?: boolean
 }
 
 export interface CacheValueOptions {
@@ -54,22 +83,56 @@ export interface CacheValueOptions {
   ttl?: number
   /** Group the value belongs to, so `evictGroup` drops it with the routes of that group. */
   group?: string
+  /** Tags, so `evictTag` drops it with the routes carrying them. */
+  tags?: string[]
+}
+
+/** Where a group lives: the plugin's namespace unless another is given. */
+export interface GroupOptions {
+  group?: string
+  namespace?: string
+}
+
+/** Inputs a route keys on, so `evict()` drops exactly the entry a GET would hit. */
+export interface EvictOptions extends GroupOptions {
+  /** Request header values of the route's `vary` headers. */
+  headers?: Record<string, string | string[] | undefined>
+  /** The value the route's `varyBy` would return. */
+  varyBy?: string
+  /** For routes with a `key` builder: the key it would return (the URL then only finds the route). */
+  key?: string
+}
+
+export interface WrapOptions<A extends unknown[]> {
+  /** Key of one call's result, from its arguments. */
+  key: (...args: A) => string
+  ttl?: number
+  group?: string
+  namespace?: string
+  tags?: string[] | ((...args: A) => string[])
 }
 
 /** `fastify.cache` */
 export interface HttpCacheApi {
   /** Drops every entry and value of a group; resolves to the number removed. */
-  evictGroup (group: string): Promise<number>
-  /** Drops the entry a GET of `url` would hit (group taken from the matching route unless given). */
-  evict (url: string, options?: { group?: string }): Promise<boolean>
+  evictGroup (group: string, options?: { namespace?: string }): Promise<number>
+  /** Drops every entry and value carrying a tag, in every group; resolves to the number removed. */
+  evictTag (tag: string): Promise<number>
+  /** Drops the entry a GET of `url` would hit (group, namespace and key inputs taken from the matching route). */
+  evict (url: string, options?: EvictOptions): Promise<boolean>
   /** Reads an application value stored with `set`. */
-  get<T = unknown> (key: string, options?: { group?: string }): Promise<T | undefined>
+  get<T = unknown> (key: string, options?: GroupOptions): Promise<T | undefined>
   /** Stores an application value (msgpack-encoded). */
-  set (key: string, value: unknown, options?: CacheValueOptions): Promise<void>
-  has (key: string, options?: { group?: string }): Promise<boolean>
-  delete (key: string, options?: { group?: string }): Promise<boolean>
-  /** Drops everything under this plugin's prefix (never FLUSHDB); resolves to the number removed. */
-  clear (): Promise<number>
+  set (key: string, value: unknown, options?: CacheValueOptions & { namespace?: string }): Promise<void>
+  has (key: string, options?: GroupOptions): Promise<boolean>
+  delete (key: string, options?: GroupOptions): Promise<boolean>
+  /**
+   * Memoizes an async function in the same store (evicted by the same groups and tags as routes);
+   * concurrent calls with the same key run `fn` once.
+   */
+  wrap<A extends unknown[], R> (fn: (...args: A) => Promise<R>, options: WrapOptions<A>): (...args: A) => Promise<R>
+  /** Drops everything in this registration's namespace (never FLUSHDB); resolves to the number removed. */
+  clear (options?: { namespace?: string }): Promise<number>
   /** Which store serves this instance. */
   readonly storeName: 'memory' | 'redis'
 }

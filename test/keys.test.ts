@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { assertName, KeyBuilder, normalizeUrl } from '../lib/keys.js'
+import { ancestors, assertName, generationOf, indexOf, KeyBuilder, normalizeUrl, pathOf, tagSetOf, variant } from '../lib/keys.js'
 
 // The slot Redis Cluster hashes: the text between the first `{` and the first `}` after it.
 function hashTag (key: string): string | undefined {
@@ -134,42 +134,42 @@ test('KeyBuilder: the group is the Redis hash tag, exactly once', async (t) => {
   const groups = ['default', 'g', 'users:42', 'a.b', 'x@y/z+w=v']
   for (const group of groups) {
     const built = [
-      keys.entry(group, '/p?a=1'),
-      keys.entry(group, '/a:b/c'),
-      keys.value(group, 'name'),
-      keys.index(group),
-      keys.generation(group)
+      keys.entry(keys.base(group), '/p?a=1'),
+      keys.entry(keys.base(group), '/a:b/c'),
+      keys.value(keys.base(group), 'name'),
+      indexOf(keys.base(group)),
+      generationOf(keys.base(group))
     ]
     for (const key of built) {
       t.equal(hashTag(key), group, `${key} hashes on its group`)
       t.equal(occurrences(key, `{${group}}`), 1, `${key} holds {${group}} once`)
       t.equal(occurrences(key, '{'), 1, `${key} has one {`)
       t.equal(occurrences(key, '}'), 1, `${key} has one }`)
-      t.ok(key.startsWith(keys.groupBase(group)), `${key} starts with the group base`)
+      t.ok(key.startsWith(keys.base(group)), `${key} starts with the group base`)
     }
   }
-  t.equal(keys.groupBase('g'), 'http-cache:{g}:')
+  t.equal(keys.base('g'), 'http-cache:{g}:')
   t.equal(hashTag(keys.groups()), undefined, 'the groups registry is outside every group')
 })
 
 test('KeyBuilder: braces in a URL or value name do not move the hash tag', async (t) => {
   const keys = new KeyBuilder('p')
-  t.equal(hashTag(keys.entry('g', '/a{b}c')), 'g')
-  t.equal(hashTag(keys.entry('g', '/x?q={h}')), 'g')
-  t.equal(hashTag(keys.value('g', '{other}')), 'g')
-  t.equal(hashTag(keys.value('g', '}{x}')), 'g')
+  t.equal(hashTag(keys.entry(keys.base('g'), '/a{b}c')), 'g')
+  t.equal(hashTag(keys.entry(keys.base('g'), '/x?q={h}')), 'g')
+  t.equal(hashTag(keys.value(keys.base('g'), '{other}')), 'g')
+  t.equal(hashTag(keys.value(keys.base('g'), '}{x}')), 'g')
 })
 
 test('KeyBuilder: layout', async (t) => {
   const keys = new KeyBuilder('pre')
-  t.equal(keys.entry('g', '/p?b=2&a=1'), 'pre:{g}:e:GET:/p?a=1&b=2')
-  t.equal(keys.entry('g', '/p?b=2&a=1'), keys.entry('g', '/p?a=1&b=2'), 'entries use the normalized URL')
-  t.not(keys.entry('g', '/p?tag=b&tag=a'), keys.entry('g', '/p?tag=a&tag=b'))
-  t.equal(keys.value('g', 'n'), 'pre:{g}:v:n')
-  t.equal(keys.index('g'), 'pre:{g}:i')
-  t.equal(keys.generation('g'), 'pre:{g}:g')
+  t.equal(keys.entry(keys.base('g'), '/p?b=2&a=1'), 'pre:{g}:e:GET:/p?a=1&b=2')
+  t.equal(keys.entry(keys.base('g'), '/p?b=2&a=1'), keys.entry(keys.base('g'), '/p?a=1&b=2'), 'entries use the normalized URL')
+  t.not(keys.entry(keys.base('g'), '/p?tag=b&tag=a'), keys.entry(keys.base('g'), '/p?tag=a&tag=b'))
+  t.equal(keys.value(keys.base('g'), 'n'), 'pre:{g}:v:n')
+  t.equal(indexOf(keys.base('g')), 'pre:{g}:i')
+  t.equal(generationOf(keys.base('g')), 'pre:{g}:g')
   t.equal(keys.groups(), 'pre:groups')
-  t.not(new KeyBuilder('a').entry('g', '/x'), new KeyBuilder('b').entry('g', '/x'), 'prefixes separate instances')
+  t.not(new KeyBuilder('a').entry('http-cache:{g}:', '/x'), new KeyBuilder('b').entry('b:{g}:', '/x'), 'prefixes separate instances')
 })
 
 test('KeyBuilder: entry, value, index and generation keys never coincide', async (t) => {
@@ -189,11 +189,46 @@ test('KeyBuilder: entry, value, index and generation keys never coincide', async
     const keys = new KeyBuilder(prefix)
     add(keys.groups(), `groups(${prefix})`)
     for (const group of groups) {
-      add(keys.index(group), `index(${prefix}, ${group})`)
-      add(keys.generation(group), `generation(${prefix}, ${group})`)
-      for (const url of urls) add(keys.entry(group, url), `entry(${prefix}, ${group}, ${url})`)
-      for (const name of names) add(keys.value(group, name), `value(${prefix}, ${group}, ${name})`)
+      add(indexOf(keys.base(group)), `index(${prefix}, ${group})`)
+      add(generationOf(keys.base(group)), `generation(${prefix}, ${group})`)
+      for (const url of urls) add(keys.entry(keys.base(group), url), `entry(${prefix}, ${group}, ${url})`)
+      for (const name of names) add(keys.value(keys.base(group), name), `value(${prefix}, ${group}, ${name})`)
     }
   }
   t.equal(seen.size, total, `${total} distinct keys`)
+})
+
+test('KeyBuilder: namespaces sit before the hash tag; clear() finds a namespace and those below it', async (t) => {
+  const keys = new KeyBuilder('pre')
+  t.equal(keys.base('g', 'v1'), 'pre:v1:{g}:')
+  t.equal(hashTag(keys.entry(keys.base('g', 'v1'), '/x')), 'g', 'one slot per group whatever the namespace')
+  t.not(keys.entry(keys.base('g', 'v1'), '/x'), keys.entry(keys.base('g', 'v2'), '/x'))
+  t.ok(keys.base('g', 'v1').startsWith(keys.namespaceStart('v1')))
+  t.ok(keys.base('g', 'v1:beta').startsWith(keys.namespaceStart('v1')), 'sub-namespaces clear with their parent')
+  t.notOk(keys.base('g', 'v10').startsWith(keys.namespaceStart('v1')), 'v10 is not below v1')
+  t.ok(keys.base('g').startsWith(keys.namespaceStart(undefined)))
+  t.equal(tagSetOf(keys.base('g'), 'product:1'), 'pre:{g}:t:product:1')
+  t.equal(keys.tagRegistry('product:1'), 'pre:tag:{product:1}')
+})
+
+test('variants: vary header values and varyBy are part of the key, unambiguously', async (t) => {
+  t.equal(variant([], {}, undefined), undefined)
+  t.equal(variant(['accept-language'], { 'accept-language': 'fr' }, undefined), 'h:accept-language=fr')
+  t.not(variant(['accept-language'], {}, undefined), variant(['accept-language'], { 'accept-language': '' }, undefined), 'absent differs from empty')
+  t.not(variant(['a', 'b'], { a: 'x&b=y' }, undefined), variant(['a', 'b'], { a: 'x', b: 'y' }, undefined))
+  t.equal(variant([], {}, 'user 1'), 'u:user%201')
+  t.equal(variant(['x'], { x: ['1', '2'] }, 'u'), 'h:x=1%2C%202 u:u')
+  t.not(variant([], {}, 'a u:b'), variant(['x'], {}, 'a'), 'no value forges another part')
+  const keys = new KeyBuilder('p')
+  t.not(keys.entry(keys.base('g'), '/x', 'u:1'), keys.entry(keys.base('g'), '/x', 'u:2'))
+  t.not(keys.entry(keys.base('g'), '/x'), keys.entry(keys.base('g'), '/x', 'u:1'))
+})
+
+test('paths and their ancestors (autoInvalidate)', async (t) => {
+  t.equal(pathOf('/spaces/123/items/456?x=1'), '/spaces/123/items/456')
+  t.equal(pathOf('/spaces/123/'), '/spaces/123')
+  t.equal(pathOf('/'), '/')
+  t.same(ancestors('/spaces/123/items/456'), ['/spaces/123/items/456', '/spaces/123/items', '/spaces/123', '/spaces'])
+  t.same(ancestors('/'), [])
+  t.same(ancestors('/a'), ['/a'])
 })

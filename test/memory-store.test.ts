@@ -65,7 +65,7 @@ test('TTL: an expired entry is not counted even if never read again', async (t) 
   await store.write('c', 'h', Buffer.from('c'), 30)
   await sleep(60)
   t.equal(await store.evictGroup('g'), 0)
-  t.equal(await store.clear(), 0)
+  t.equal(await store.clear(''), 0)
 })
 
 test('TTL: rewriting an entry with ttl 0 clears its old ttl', async (t) => {
@@ -106,7 +106,7 @@ test('byte bound: many writes keep the store within its bound and the index in s
   t.ok(live > 0 && live * 100 <= 2000, `${live} entries live`)
   t.equal(await value(store, 'k99', 'odd'), 'x'.repeat(100), 'the newest entry is live')
   t.equal(await value(store, 'k0', 'even'), null, 'the oldest entry is gone')
-  t.equal(await store.clear(), live, 'clear counts the live entries, not every write')
+  t.equal(await store.clear(''), live, 'clear counts the live entries, not every write')
 })
 
 test('an entry larger than the whole store is refused', async (t) => {
@@ -205,17 +205,17 @@ test('evictGroup removes exactly its group', async (t) => {
 
 test('clear counts and removes everything', async (t) => {
   const store = new MemoryStore(MiB)
-  t.equal(await store.clear(), 0, 'empty store')
+  t.equal(await store.clear(''), 0, 'empty store')
   await store.write('a1', 'a', Buffer.from('1'), 0)
   await store.write('a2', 'a', Buffer.from('2'), 0)
   await store.write('b1', 'b', Buffer.from('3'), 60_000)
   await store.write('c1', 'c', Buffer.from('4'), 0)
   const before = await store.lookup('x', 'a')
-  t.equal(await store.clear(), 4)
+  t.equal(await store.clear(''), 4)
   for (const [k, g] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['c1', 'c']]) {
     t.equal(await value(store, k, g), null, `${k} gone`)
   }
-  t.equal(await store.clear(), 0, 'nothing left')
+  t.equal(await store.clear(''), 0, 'nothing left')
   for (const g of ['a', 'b', 'c']) t.equal(await store.evictGroup(g), 0, `group ${g} empty`)
   t.equal(await store.write('x', 'a', Buffer.from('stale'), 0, before.generation), false, 'clear moves generations on too')
 })

@@ -1,13 +1,14 @@
 import { LRUCache } from 'lru-cache'
 import type { Store } from './store.js'
 
-interface Slot { value: Buffer, group: string }
+interface Slot { value: Buffer, group: string, tags: readonly string[] | undefined }
 
-/** Embedded store: a byte-bounded LRU (lru-cache) with per-group indexes and generations. */
+/** Embedded store: a byte-bounded LRU (lru-cache) with per-group indexes, tag indexes and generations. */
 export class MemoryStore implements Store {
   readonly name = 'memory'
   private readonly lru: LRUCache<string, Slot>
   private readonly groups = new Map<string, Set<string>>()
+  private readonly tags = new Map<string, Set<string>>()
   private readonly generations = new Map<string, number>()
 
   constructor (maxBytes: number) {
@@ -16,7 +17,7 @@ export class MemoryStore implements Store {
       // key and bookkeeping count too, or many tiny entries would outgrow the bound
       sizeCalculation: (slot, key) => slot.value.length + key.length + 64,
       dispose: (slot, key, reason) => {
-        if (reason !== 'set') this.unindex(slot.group, key)
+        if (reason !== 'set') this.unindex(slot, key)
       }
     })
   }
@@ -25,16 +26,15 @@ export class MemoryStore implements Store {
     return { value: this.lru.get(key)?.value ?? null, generation: String(this.generations.get(group) ?? 0) }
   }
 
-  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string): Promise<boolean> {
+  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[]): Promise<boolean> {
     if (generation !== undefined && generation !== String(this.generations.get(group) ?? 0)) return false
-    this.lru.set(key, { value, group }, ttlMs > 0 ? { ttl: ttlMs } : undefined)
-    if (!this.lru.has(key)) { // larger than the whole store: lru-cache refused it (and dropped any old value)
-      this.unindex(group, key)
-      return false
-    }
-    let index = this.groups.get(group)
-    if (index === undefined) this.groups.set(group, index = new Set())
-    index.add(key)
+    const old = this.lru.get(key)
+    const slot = { value, group, tags }
+    this.lru.set(key, slot, ttlMs > 0 ? { ttl: ttlMs } : undefined)
+    if (old !== undefined) this.unindex(old, key) // replaced: its tags may differ
+    if (!this.lru.has(key)) return false // larger than the whole store: lru-cache refused it
+    add(this.groups, group, key)
+    for (const tag of tags ?? []) add(this.tags, tag, key)
     return true
   }
 
@@ -47,20 +47,23 @@ export class MemoryStore implements Store {
 
   async evictGroup (group: string): Promise<number> {
     this.bump(group)
-    const index = this.groups.get(group)
-    if (index === undefined) return 0
-    this.groups.delete(group)
-    let n = 0
-    for (const key of index) {
-      if (this.lru.has(key)) n++
-      this.lru.delete(key)
-    }
-    return n
+    return this.drop(this.groups.get(group))
   }
 
-  async clear (): Promise<number> {
+  async evictTag (tag: string): Promise<number> {
+    const keys = this.tags.get(tag)
+    for (const key of keys ?? []) {
+      const slot = this.lru.peek(key, { allowStale: true })
+      if (slot !== undefined) this.bump(slot.group)
+    }
+    return this.drop(keys)
+  }
+
+  async clear (start: string): Promise<number> {
     let n = 0
-    for (const group of [...this.groups.keys()]) n += await this.evictGroup(group)
+    for (const group of [...this.groups.keys()]) {
+      if (group.startsWith(start)) n += await this.evictGroup(group)
+    }
     return n
   }
 
@@ -68,14 +71,34 @@ export class MemoryStore implements Store {
     this.lru.clear()
   }
 
+  private drop (keys: Set<string> | undefined): number {
+    let n = 0
+    for (const key of [...keys ?? []]) {
+      if (this.lru.has(key)) n++
+      this.lru.delete(key) // dispose unindexes it
+    }
+    return n
+  }
+
   private bump (group: string): void {
     this.generations.set(group, (this.generations.get(group) ?? 0) + 1)
   }
 
-  private unindex (group: string, key: string): void {
-    const index = this.groups.get(group)
-    if (index === undefined) return
-    index.delete(key)
-    if (index.size === 0) this.groups.delete(group)
+  private unindex (slot: Slot, key: string): void {
+    remove(this.groups, slot.group, key)
+    for (const tag of slot.tags ?? []) remove(this.tags, tag, key)
   }
+}
+
+function add (map: Map<string, Set<string>>, name: string, key: string): void {
+  let set = map.get(name)
+  if (set === undefined) map.set(name, set = new Set())
+  set.add(key)
+}
+
+function remove (map: Map<string, Set<string>>, name: string, key: string): void {
+  const set = map.get(name)
+  if (set === undefined) return
+  set.delete(key)
+  if (set.size === 0) map.delete(name)
 }

@@ -1,41 +1,68 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { Guard } from '../guard.js'
-import type { KeyBuilder } from '../keys.js'
+import { generationOf, indexOf, tagSetOf, type KeyBuilder } from '../keys.js'
 import type { Store } from './store.js'
 
 // Every script touches only keys of one group (one hash tag), so each runs on one Cluster slot.
 
-// KEYS: entry, index, generation. ARGV: value, ttl ms (0 = none)[, generation read at lookup].
-// Returns 0 (not written: evicted meanwhile), 1 (written), 2 (written, first key of the group).
-const WRITE = `
-if ARGV[3] ~= nil and (redis.call('GET', KEYS[3]) or '') ~= ARGV[3] then return 0 end
+// A set that indexes keys lives as long as its longest-lived member (PERSIST for a ttl-0 member).
+const KEEP_INDEX = `
+local function keep (set, ttl, existed)
+  if ttl > 0 then
+    local left = redis.call('PTTL', set)
+    if existed == 0 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', set, ttl) end
+  else
+    redis.call('PERSIST', set)
+  end
+end
+`
+
+// KEYS: entry, index, generation, tag sets… ARGV: value, ttl ms (0 = none), generation read at lookup
+// ('' = unconditional; a group never evicted has generation '0'). Returns 0 when not written (evicted meanwhile), else 1 + a string of flags
+// telling which sets were created ('1' = new): the index first, then each tag set.
+const WRITE = KEEP_INDEX + `
+if ARGV[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
-local existed = redis.call('EXISTS', KEYS[2])
-redis.call('SADD', KEYS[2], KEYS[1])
-if ttl > 0 then
-  local left = redis.call('PTTL', KEYS[2])
-  if existed == 0 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', KEYS[2], ttl) end
-else
-  redis.call('PERSIST', KEYS[2])
+local created = ''
+for i = 2, #KEYS do
+  if i ~= 3 then
+    local existed = redis.call('EXISTS', KEYS[i])
+    redis.call('SADD', KEYS[i], KEYS[1])
+    keep(KEYS[i], ttl, existed)
+    created = created .. (existed == 0 and '1' or '0')
+  end
 end
 -- drop up to two expired members per write so the index stays proportional to live keys
 local some = redis.call('SRANDMEMBER', KEYS[2], 2)
 for i = 1, #some do
   if redis.call('EXISTS', some[i]) == 0 then redis.call('SREM', KEYS[2], some[i]) end
 end
-if existed == 0 then return 2 end
-return 1
+return {1, created}
 `
 
-// KEYS: index, generation. Returns how many keys existed.
+// KEYS: index, generation. Returns how many keys existed (the group's tag sets are not counted).
 const EVICT_GROUP = `
 redis.call('INCR', KEYS[2])
 local keys = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for i = 1, #keys, 500 do
   n = n + redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
+end
+redis.call('UNLINK', KEYS[1])
+return n
+`
+
+// KEYS: tag set, index, generation. Returns how many keys existed.
+const EVICT_TAG = `
+redis.call('INCR', KEYS[3])
+local keys = redis.call('SMEMBERS', KEYS[1])
+local n = 0
+for i = 1, #keys, 500 do
+  local batch = {unpack(keys, i, math.min(i + 499, #keys))}
+  n = n + redis.call('UNLINK', unpack(batch))
+  redis.call('SREM', KEYS[2], unpack(batch))
 end
 redis.call('UNLINK', KEYS[1])
 return n
@@ -49,8 +76,9 @@ return redis.call('UNLINK', KEYS[1])
 `
 
 type Client = (Redis | Cluster) & {
-  httpCacheWrite (entry: string, index: string, gen: string, value: Buffer, ttl: number, expected?: string): Promise<number>
+  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1, string]>
   httpCacheEvictGroup (index: string, gen: string): Promise<number>
+  httpCacheEvictTag (tagSet: string, index: string, gen: string): Promise<number>
   httpCacheDelete (key: string, index: string, gen: string): Promise<number>
 }
 
@@ -62,8 +90,9 @@ export class RedisStore implements Store {
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, timeout: number, log: FastifyBaseLogger, private readonly owned: boolean) {
     this.client = client as Client
     if (typeof this.client.httpCacheWrite !== 'function') {
-      client.defineCommand('httpCacheWrite', { numberOfKeys: 3, lua: WRITE })
+      client.defineCommand('httpCacheWrite', { lua: WRITE }) // key count varies with the tags
       client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 2, lua: EVICT_GROUP })
+      client.defineCommand('httpCacheEvictTag', { numberOfKeys: 3, lua: EVICT_TAG })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
     }
     this.guard = new Guard({ timeout, log, isReady: () => client.status === 'ready' })
@@ -87,35 +116,52 @@ export class RedisStore implements Store {
   }
 
   async lookup (key: string, group: string): Promise<{ value: Buffer | null, generation: string }> {
-    const [value, gen] = await this.guard.run(() => this.client.mgetBuffer(key, this.keys.generation(group)))
-    return { value, generation: gen === null ? '' : gen.toString() }
+    const [value, gen] = await this.guard.run(() => this.client.mgetBuffer(key, generationOf(group)))
+    return { value, generation: gen === null ? '0' : gen.toString() }
   }
 
-  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string): Promise<boolean> {
-    const k = this.keys
-    const done = await this.guard.run(() => generation === undefined
-      ? this.client.httpCacheWrite(key, k.index(group), k.generation(group), value, ttlMs)
-      : this.client.httpCacheWrite(key, k.index(group), k.generation(group), value, ttlMs, generation))
-    // the registry lets clear() find every group without scanning the keyspace
-    if (done === 2) await this.guard.run(() => this.client.sadd(k.groups(), group))
-    return done !== 0
+  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = []): Promise<boolean> {
+    const sets = tags.map((tag) => tagSetOf(group, tag))
+    const keys = [key, indexOf(group), generationOf(group), ...sets]
+    const done = await this.guard.run(() => this.client.httpCacheWrite(keys.length, ...keys, value, ttlMs, generation ?? ''))
+    if (done === 0) return false
+    // registries let clear() and evictTag() find groups without scanning the keyspace; written only
+    // when a set was created (the registries live in other slots, so they cannot join the script)
+    const created = done[1]
+    const registrations: Array<Promise<unknown>> = []
+    if (created[0] === '1') registrations.push(this.guard.run(() => this.client.sadd(this.keys.groups(), group)))
+    tags.forEach((tag, i) => {
+      if (created[i + 1] === '1') registrations.push(this.guard.run(() => this.client.sadd(this.keys.tagRegistry(tag), group)))
+    })
+    await Promise.all(registrations)
+    return true
   }
 
   async delete (key: string, group: string): Promise<boolean> {
-    const k = this.keys
-    return (await this.guard.run(() => this.client.httpCacheDelete(key, k.index(group), k.generation(group)))) > 0
+    return (await this.guard.run(() => this.client.httpCacheDelete(key, indexOf(group), generationOf(group)))) > 0
   }
 
   async evictGroup (group: string): Promise<number> {
-    const k = this.keys
-    return await this.guard.run(() => this.client.httpCacheEvictGroup(k.index(group), k.generation(group)))
+    return await this.guard.run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group)))
   }
 
-  async clear (): Promise<number> {
-    const groups = await this.guard.run(() => this.client.smembers(this.keys.groups()))
+  async evictTag (tag: string): Promise<number> {
+    const registry = this.keys.tagRegistry(tag)
+    const groups = await this.guard.run(() => this.client.smembers(registry))
     let n = 0
     for (const group of groups) {
       // unregister first: a write racing the eviction then either dies with it or registers again
+      await this.guard.run(() => this.client.srem(registry, group))
+      n += await this.guard.run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group)))
+    }
+    return n
+  }
+
+  async clear (start: string): Promise<number> {
+    const groups = await this.guard.run(() => this.client.smembers(this.keys.groups()))
+    let n = 0
+    for (const group of groups) {
+      if (!group.startsWith(start)) continue
       await this.guard.run(() => this.client.srem(this.keys.groups(), group))
       n += await this.evictGroup(group)
     }
