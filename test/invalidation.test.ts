@@ -93,6 +93,89 @@ for (const backend of backends(t)) {
       t.equal((await app.inject('/bodiless/1')).statusCode, 404)
     })
 
+    t.test('tags: evictTag drops every entry carrying the tag, across groups, and nothing else', async (t) => {
+      const app = await build(t, backend)
+      let calls = 0
+      const id = (req: any): string => req.params.id
+      app.get('/products/:id', { config: { cache: { group: 'products', tags: (req) => [`product:${id(req)}`] } } }, async () => ({ calls: ++calls }))
+      app.get('/reviews/:id', { config: { cache: { group: 'reviews', tags: (req) => [`product:${id(req)}`, 'reviews'] } } }, async () => ({ calls: ++calls }))
+      app.get('/home', { config: { cache: { tags: ['home'] } } }, async () => ({ calls: ++calls }))
+      app.put('/products/:id', { config: { cache: { tags: (req) => [`product:${id(req)}`] } } }, async () => ({ ok: true }))
+      for (const url of ['/products/1', '/products/2', '/reviews/1', '/reviews/2', '/home']) await app.inject(url)
+
+      t.equal(await app.cache.evictTag('product:1'), 2, 'one entry in each group')
+      t.equal(await app.cache.evictTag('product:1'), 0, 'nothing left to evict')
+      t.equal((await app.inject('/products/1')).headers['x-cache'], 'MISS')
+      t.equal((await app.inject('/reviews/1')).headers['x-cache'], 'MISS')
+      t.equal((await app.inject('/products/2')).headers['x-cache'], 'HIT')
+      t.equal((await app.inject('/reviews/2')).headers['x-cache'], 'HIT')
+
+      await app.inject({ method: 'PUT', url: '/products/2' })
+      t.equal((await app.inject('/products/2')).headers['x-cache'], 'MISS', 'a write route evicts its tags')
+      t.equal((await app.inject('/reviews/2')).headers['x-cache'], 'MISS')
+      t.equal((await app.inject('/home')).headers['x-cache'], 'HIT')
+
+      const evicted = await app.cache.evictGroup('reviews')
+      t.equal(evicted, 2, `tag evictions kept the group index right (${evicted})`)
+      t.equal(await app.cache.evictTag('reviews'), 0, 'entries gone with their group leave no tag behind')
+      await app.cache.set('v', 1, { tags: ['home'] })
+      t.equal(await app.cache.evictTag('home'), 2, 'values carry tags too')
+      await t.rejects(app.cache.evictTag('bad tag'), TypeError)
+    })
+
+    t.test('tags that a tag function gets wrong leave the response served and uncached', async (t) => {
+      const app = await build(t, backend)
+      let calls = 0
+      app.get('/bad-tags', { config: { cache: { tags: () => ['no spaces allowed'] } } }, async () => ({ calls: ++calls }))
+      app.get('/throws', { config: { cache: { tags: () => { throw new Error('boom') } } } }, async () => ({ calls: ++calls }))
+      for (const url of ['/bad-tags', '/bad-tags', '/throws', '/throws']) {
+        const res = await app.inject(url)
+        t.equal(res.statusCode, 200)
+        t.equal(res.headers['x-cache'], 'MISS')
+      }
+      t.equal(calls, 4)
+    })
+
+    t.test('autoInvalidate: a write evicts its path (any query) and its parents, never siblings', async (t) => {
+      const app = await build(t, backend, { autoInvalidate: true })
+      let calls = 0
+      const get = (url: string, cache: object = {}): void => { app.get(url, { config: { cache } }, async (req) => ({ url: req.url, calls: ++calls })) }
+      get('/spaces')
+      get('/spaces/:space')
+      get('/spaces/:space/items')
+      get('/spaces/:space/items/:item', { group: 'items' })
+      get('/spaces/:space/pinned', { autoInvalidate: false })
+      app.put('/spaces/:space/items/:item', async () => ({ ok: true }))
+      app.post('/spaces/:space/items', { config: { cache: false } }, async () => ({ ok: true }))
+      const urls = ['/spaces', '/spaces/123', '/spaces/124', '/spaces/123/items', '/spaces/123/items/456', '/spaces/123/items/456?full=1',
+        '/spaces/123/items/457', '/spaces/124/items/456', '/spaces/123/pinned']
+      for (const url of urls) await app.inject(url)
+
+      t.equal((await app.inject({ method: 'PUT', url: '/spaces/123/items/456?notify=0' })).statusCode, 200)
+      const state = async (url: string): Promise<string> => (await app.inject(url)).headers['x-cache'] as string
+      t.equal(await state('/spaces/123/items/456'), 'MISS')
+      t.equal(await state('/spaces/123/items/456?full=1'), 'MISS', 'any query of the path')
+      t.equal(await state('/spaces/123/items'), 'MISS')
+      t.equal(await state('/spaces/123'), 'MISS')
+      t.equal(await state('/spaces'), 'MISS')
+      t.equal(await state('/spaces/124'), 'HIT', 'a sibling space is untouched')
+      t.equal(await state('/spaces/123/items/457'), 'HIT', 'a sibling item is untouched')
+      t.equal(await state('/spaces/124/items/456'), 'HIT')
+      t.equal(await state('/spaces/123/pinned'), 'HIT', 'routes opted out are not indexed by path')
+
+      await app.inject({ method: 'POST', url: '/spaces/123/items' })
+      t.equal(await state('/spaces/123/items'), 'HIT', 'a write route with config.cache: false evicts nothing')
+    })
+
+    t.test('without autoInvalidate, writes evict only what they declare', async (t) => {
+      const app = await build(t, backend)
+      app.get('/a/:id', { config: { cache: true } }, async () => 'a')
+      app.put('/a/:id', async () => ({ ok: true }))
+      await app.inject('/a/1')
+      await app.inject({ method: 'PUT', url: '/a/1' })
+      t.equal((await app.inject('/a/1')).headers['x-cache'], 'HIT')
+    })
+
     t.test('no stale resurrection: a miss that read old data does not store it after a write evicted its group', async (t) => {
       const app = await build(t, backend)
       let value = 'old'
