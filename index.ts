@@ -112,6 +112,11 @@ declare namespace httpCache {
   export type RouteCacheOptions = types.RouteCacheOptions
   export type CacheValueOptions = types.CacheValueOptions
   export type HttpCacheApi = types.HttpCacheApi
+  export type WriteCacheOptions = types.WriteCacheOptions
+  export type RouteCacheConfig = types.RouteCacheConfig
+  export type EvictOptions = types.EvictOptions
+  export type GroupOptions = types.GroupOptions
+  export type WrapOptions<A extends unknown[]> = types.WrapOptions<A>
   export { httpCache as default, httpCache }
 }
 Object.assign(plugin, { default: plugin, httpCache: plugin })

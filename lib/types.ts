@@ -137,11 +137,14 @@ export interface HttpCacheApi {
   readonly storeName: 'memory' | 'redis'
 }
 
+/** `config.cache`: read options on GET routes, write options on POST/PUT/PATCH/DELETE routes (checked at registration). */
+export type RouteCacheConfig = RouteCacheOptions & Omit<WriteCacheOptions, 'ttl' | 'tags'>
+
 declare module 'fastify' {
   interface FastifyInstance {
     cache: HttpCacheApi
   }
   interface FastifyContextConfig {
-    cache?: boolean | RouteCacheOptions | WriteCacheOptions
+    cache?: boolean | RouteCacheConfig
   }
 }

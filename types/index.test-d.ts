@@ -65,3 +65,33 @@ expectType<'memory' | 'redis'>(app.cache.storeName)
 expectError(app.cache.evictGroup(5))
 expectError(app.cache.set('k', 1, { ttl: 'x' }))
 expectError(app.cache.evict('/a', { grp: 'g' }))
+
+// invalidation: write routes, tags, key builders, dynamic ttl, namespaces
+app.post('/w1', { config: { cache: { evict: 'products' } } }, async () => 'w')
+app.put('/w2/:id', { config: { cache: { evict: { self: true, groups: ['lists'] }, put: true, ttl: 30 } } }, async () => 'w')
+app.delete('/w3', { config: { cache: { tags: (req) => [`product:${req.url}`], namespace: 'v2', autoInvalidate: false } } }, async () => 'w')
+expectError<RouteShorthandOptions>({ config: { cache: { evict: 5 } } })
+app.get('/f', {
+  config: {
+    cache: {
+      ttl: async (req) => req.url.length,
+      tags: (req, reply) => [String(reply.statusCode)],
+      vary: ['accept-language'],
+      varyBy: (req) => req.ip,
+      key: async (req) => req.url,
+      namespace: 'v1',
+      autoInvalidate: false
+    }
+  }
+}, async () => 'f')
+app.get('/g', { config: { cache: { expires: 'endOfDay' } } }, async () => 'g')
+expectError(app.get('/g2', { config: { cache: { expires: 'tomorrow' } } }, async () => 'g'))
+expectAssignable<httpCache.HttpCacheOptions>({ namespace: 'app', routeNamespaces: 'replace', autoInvalidate: true, timezone: 'Europe/Paris' })
+expectNotAssignable<httpCache.HttpCacheOptions>({ routeNamespaces: 'merge' })
+expectType<Promise<number>>(app.cache.evictTag('product:1'))
+expectType<Promise<number>>(app.cache.evictGroup('g', { namespace: 'v1' }))
+expectType<Promise<boolean>>(app.cache.evict('/f', { headers: { 'accept-language': 'fr' }, varyBy: 'u1', key: 'k', namespace: 'v1' }))
+expectType<Promise<number>>(app.cache.clear({ namespace: 'v1' }))
+const loadUser = app.cache.wrap(async (id: number) => ({ id }), { key: (id) => `user:${id}`, ttl: 60, tags: (id) => [`user:${id}`] })
+expectType<(id: number) => Promise<{ id: number }>>(loadUser)
+expectError(app.cache.wrap(async (id: number) => id, { key: (id: string) => id }))
