@@ -19,7 +19,8 @@ const MAX_CLOCKS = 32
 function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value)
-  return Array.isArray(value) ? 'an array' : `a ${typeof value}`
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
 }
 
 export function assertTimezone (what: string, tz: unknown): string {
@@ -54,7 +55,7 @@ const MAX_TIME = utc(9999, 12, 24)
  * remembers the last boundary of each kind, so repeated calls within a day cost one comparison.
  */
 export function createExpiryClock (timeZone: string): ExpiryClock {
-  assertTimezone('time zone', timeZone)
+  assertTimezone('timeZone', timeZone)
   const format = new Intl.DateTimeFormat('en-US', {
     timeZone,
     hourCycle: 'h23',
