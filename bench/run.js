@@ -13,8 +13,12 @@
 //   BENCH_SERVER_CPU   core of the servers (0)            BENCH_CLIENT_CPU  core of autocannon (1)
 //   BENCH_REDIS_CPU    core(s) of redis-server, e.g. "1" or "0,1" (default: not pinned)
 //   BENCH_PIN=0        no pinning                          REDIS_SERVER_BIN  redis-server binary (redis-server on PATH)
+//   BENCH_MAX_FOREIGN  % of a CPU other processes may use during a run before it is repeated (15)
+//   BENCH_RETRIES      how often such a run is repeated at most (2)
+//   BENCH_QUIET_WAIT   seconds to wait before each run for other processes to calm down (30)
 
 const { spawn, spawnSync } = require('node:child_process')
+const fs = require('node:fs')
 const http = require('node:http')
 const net = require('node:net')
 const os = require('node:os')
@@ -45,7 +49,7 @@ function intEnv (name, fallback, min = 1) {
 }
 
 function cpuEnv (name, fallback) {
-  const raw = process.env[name] ?? fallback
+  const raw = process.env[name] === undefined || process.env[name] === '' ? fallback : process.env[name]
   if (raw !== undefined && !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(raw)) throw new Error(`${name} must be a CPU list for taskset -c (e.g. 1 or 0,1), got ${JSON.stringify(raw)}`)
   return raw
 }
@@ -56,6 +60,9 @@ function readConfig () {
     rounds: intEnv('BENCH_ROUNDS', 3),
     connections: intEnv('BENCH_CONNECTIONS', 50),
     warmup: intEnv('BENCH_WARMUP', 2, 0),
+    maxForeign: intEnv('BENCH_MAX_FOREIGN', 15, 0) / 100,
+    retries: intEnv('BENCH_RETRIES', 2, 0),
+    quietWait: intEnv('BENCH_QUIET_WAIT', 30, 0),
     serverCpu: cpuEnv('BENCH_SERVER_CPU', '0'),
     clientCpu: cpuEnv('BENCH_CLIENT_CPU', '1'),
     redisCpu: cpuEnv('BENCH_REDIS_CPU', undefined),
@@ -225,6 +232,57 @@ async function verify (server) {
   }
 }
 
+// ---- CPU used by other processes (Linux) ------------------------------------------------------
+// On a shared machine other work steals the cores from the servers; each run reports how much.
+
+const TICKS_PER_SECOND = 100 // USER_HZ
+
+function ticksOf (pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return Number(fields[11]) + Number(fields[12]) // utime + stime
+  } catch {
+    return 0
+  }
+}
+
+function cpuSnapshot (pids) {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number)
+    let ours = ticksOf(process.pid)
+    for (const child of children) ours += ticksOf(child.pid)
+    return { at: process.hrtime.bigint(), busy: line[0] + line[1] + line[2], ours, self: ticksOf(process.pid), pids: pids.map(ticksOf) }
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Shares of one CPU used between two snapshots: by processes other than this benchmark, by this
+ * process (autocannon) and by each watched pid (the server under load, redis-server).
+ */
+function cpuShares (a, b) {
+  if (a === null || b === null) return { foreign: NaN, client: NaN, pids: [] }
+  const ticks = (Number(b.at - a.at) / 1e9) * TICKS_PER_SECOND
+  return {
+    foreign: Math.max(0, (b.busy - a.busy) - (b.ours - a.ours)) / ticks,
+    client: (b.self - a.self) / ticks,
+    pids: b.pids.map((t, i) => (t - a.pids[i]) / ticks)
+  }
+}
+
+/** Waits (up to `maxWait` ms) for a half second in which other processes use at most `max` of a CPU. */
+async function waitQuiet (max, maxWait) {
+  const start = Date.now()
+  for (;;) {
+    const a = cpuSnapshot([])
+    await sleep(500)
+    const foreign = cpuShares(a, cpuSnapshot([])).foreign
+    if (!(foreign > max) || Date.now() - start >= maxWait) return Date.now() - start
+  }
+}
+
 // ---- load -------------------------------------------------------------------------------------
 
 /** Response times in ms, at autocannon's full resolution (its own histogram keeps whole ms only). */
@@ -250,8 +308,9 @@ class Samples {
   }
 }
 
-async function load (url, duration, connections) {
+async function load (url, duration, connections, watch = []) {
   const samples = new Samples()
+  const before = cpuSnapshot(watch)
   const result = await new Promise((resolve, reject) => {
     const instance = autocannon({ url, duration, connections, pipelining: 1 }, (err, res) => {
       currentRun = null
@@ -263,7 +322,12 @@ async function load (url, duration, connections) {
       if (statusCode >= 200 && statusCode < 300) samples.push(ms)
     })
   })
+  const cpu = cpuShares(before, cpuSnapshot(watch))
   return {
+    foreign: cpu.foreign,
+    client: cpu.client,
+    server: cpu.pids[0] ?? NaN,
+    redis: cpu.pids[1] ?? NaN,
     rps: result.requests.total / result.duration,
     p50: samples.percentile(50),
     p99: samples.percentile(99),
@@ -282,6 +346,7 @@ function median (values) {
 
 const int = (n) => Math.round(n).toLocaleString('en-US')
 const ms = (n) => n.toFixed(2)
+const pct = (n) => `${Math.round(n * 100)}%`
 
 function table (rows, header) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
@@ -321,11 +386,19 @@ async function main () {
     // rotate the order each round so no server always runs first or last
     for (let i = 0; i < servers.length; i++) {
       const server = servers[(i + round) % servers.length]
-      const r = await load(server.url, cfg.duration, cfg.connections)
+      let r
+      for (let attempt = 1; ; attempt++) {
+        const waited = await waitQuiet(cfg.maxForeign, cfg.quietWait * 1000)
+        if (waited > 1000) log(`round ${round + 1}/${cfg.rounds}  waited ${(waited / 1000).toFixed(1)} s for other processes to calm down`)
+        r = await load(server.url, cfg.duration, cfg.connections, [server.child.pid, redis.child.pid])
+        // a run that shared the cores with other work says little about the server: do it again
+        if (!(r.foreign > cfg.maxForeign) || attempt > cfg.retries) break
+        log(`round ${round + 1}/${cfg.rounds}  ${server.label}: other processes used ${pct(r.foreign)} of a CPU, repeating the run (${attempt}/${cfg.retries})`)
+      }
       results.get(server.kind).push(r)
       log(`round ${round + 1}/${cfg.rounds}  ${server.label.padEnd(38)} ${int(r.rps).padStart(7)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms` +
+        (Number.isNaN(r.foreign) ? '' : `  CPU: server ${pct(r.server)}, autocannon ${pct(r.client)}${server.kind === 'redis' ? `, redis-server ${pct(r.redis)}` : ''}, others ${pct(r.foreign)}`) +
         (r.errors + r.non2xx > 0 ? `  (${r.errors} errors, ${r.non2xx} non-2xx)` : ''))
-      await sleep(300)
     }
   }
   const runsAfter = await Promise.all(servers.map(handlerRuns))
@@ -336,8 +409,9 @@ async function main () {
     const rs = results.get(s.kind)
     const rps = median(rs.map((r) => r.rps))
     const p99 = median(rs.map((r) => r.p99))
+    const serverCpu = median(rs.map((r) => r.server))
     return [s.label, int(rps), (rps / bare).toFixed(2), ms(median(rs.map((r) => r.p50))), ms(p99), (p99 / bareP99).toFixed(2),
-      rs.map((r) => int(r.rps)).join(' / ')]
+      Number.isNaN(serverCpu) ? '-' : pct(serverCpu), rs.map((r) => int(r.rps)).join(' / ')]
   })
 
   const cpu = os.cpus()[0]?.model?.trim() ?? 'unknown CPU'
@@ -345,8 +419,14 @@ async function main () {
     `${SIZE}-byte JSON body, medians`)
   console.log(`${cpu}, ${cpus} CPUs, Node ${process.version}, redis-server ${redisVersion(cfg.redisBin)}, ` +
     (pin ? `servers on CPU ${cfg.serverCpu}, autocannon on CPU ${cfg.clientCpu}, redis-server ${cfg.redisCpu === undefined ? 'not pinned' : `on CPU ${cfg.redisCpu}`}` : `pinning ${noPin}`))
+  const foreign = [...results.values()].flat().map((r) => r.foreign).filter((n) => !Number.isNaN(n))
+  if (foreign.length > 0) {
+    const worst = Math.max(...foreign)
+    console.log(`other processes used ${pct(foreign.reduce((a, b) => a + b, 0) / foreign.length)} of a CPU on average during the runs (worst run ${pct(worst)})` +
+      (worst > cfg.maxForeign ? ': the machine was not quiet, treat the figures as noisy' : ''))
+  }
   console.log('')
-  console.log(table(rows, ['server', 'req/s', '× bare', 'p50 ms', 'p99 ms', 'p99 × bare', 'req/s per round']))
+  console.log(table(rows, ['server', 'req/s', '× bare', 'p50 ms', 'p99 ms', 'p99 × bare', 'server CPU', 'req/s per round']))
 
   const problems = []
   servers.forEach((s, i) => {

@@ -77,6 +77,7 @@ async function main () {
 }
 
 main().catch((err) => {
-  process.stderr.write(`${err.stack ?? err}\n`)
+  // our own errors say what to do; anything else gets its stack
+  process.stderr.write(`${err.message?.startsWith('bench/server.js') === true ? err.message : err.stack ?? err}\n`)
   process.exit(1)
 })
