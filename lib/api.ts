@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { decodeValue, encodeValue } from './entry.js'
 import { entryKey } from './hooks.js'
 import { assertName, type KeyBuilder } from './keys.js'
-import { checkTtl, type ResolvedOptions, type RouteSettings } from './options.js'
+import { checkTtl, routeNamespace, type ResolvedOptions, type RouteSettings } from './options.js'
 import type { Store } from './stores/store.js'
 import type { CacheValueOptions, GroupOptions, HttpCacheApi, WrapOptions } from './types.js'
 
@@ -29,8 +29,9 @@ export function createRouteFinder (routerOptions: FindMyWay.Config<FindMyWay.HTT
 }
 
 export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder, routes: RouteFinder, log: FastifyBaseLogger): HttpCacheApi {
+  // a namespace given here combines with the plugin's exactly as a route's does
   const namespaceOf = (o: { namespace?: string } | undefined): string | undefined =>
-    o?.namespace === undefined ? opts.namespace : assertName('namespace', o.namespace)
+    routeNamespace('namespace', o?.namespace, opts)
   const baseOf = (o: GroupOptions | undefined): string =>
     keys.base(o?.group === undefined ? opts.defaultGroup : assertName('group', o.group), namespaceOf(o))
   const name = (key: unknown): string => {
@@ -82,7 +83,9 @@ export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder
     async set (key, value, options?: CacheValueOptions & { namespace?: string }) {
       const base = baseOf(options)
       const ttl = options?.ttl === undefined ? opts.ttl : checkTtl('ttl', options.ttl)
-      await store.write(keys.value(base, name(key)), base, encodeValue(value), ttl * 1000, undefined, tagList(options?.tags))
+      const tags = tagList(options?.tags)
+      await store.registerTags(base, tags)
+      await store.write(keys.value(base, name(key)), base, encodeValue(value), ttl * 1000, undefined, tags)
     },
     async has (key, options) {
       const base = baseOf(options)
@@ -99,24 +102,30 @@ export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder
       }
       const base = baseOf(options)
       const ttl = options.ttl === undefined ? opts.ttl : checkTtl('ttl', options.ttl)
-      const tagsOf = typeof options.tags === 'function' ? options.tags : () => options.tags as string[] | undefined
+      const fixed = typeof options.tags === 'function' ? undefined : tagList(options.tags)
+      const tagsOf = (args: A): string[] => fixed ?? tagList((options.tags as (...a: A) => string[])(...args))
+      // one run per key and generation: a call made after an eviction never joins a run from before it
       const inflight = new Map<string, Promise<R>>()
       return async (...args: A): Promise<R> => {
         const key = keys.value(base, `w:${name(options.key(...args))}`)
-        const running = inflight.get(key)
+        const { found, generation } = await read(key, base)
+        if (found !== undefined) return found.value as R
+        const flight = `${generation ?? ''} ${key}`
+        const running = inflight.get(flight)
         if (running !== undefined) return await running
         const call = (async () => {
-          const { found, generation } = await read(key, base)
-          if (found !== undefined) return found.value as R
+          const tags = tagsOf(args)
+          // registered before fn runs, so a tag eviction racing fn moves this group's generation
+          const registered = generation !== undefined && await store.registerTags(base, tags).then(() => true, () => false)
           const value = await fn(...args)
           // conditional on the generation read above: an eviction during fn() wins over its result
-          if (generation !== undefined) {
-            await store.write(key, base, encodeValue(value), ttl * 1000, generation, tagList(tagsOf(...args)))
+          if (registered) {
+            await store.write(key, base, encodeValue(value), ttl * 1000, generation, tags)
               .catch((err: unknown) => log.debug({ err }, 'fastify-http-cache: wrap could not store a result'))
           }
           return value
-        })().finally(() => inflight.delete(key))
-        inflight.set(key, call)
+        })().finally(() => inflight.delete(flight))
+        inflight.set(flight, call)
         return await call
       }
     },

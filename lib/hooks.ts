@@ -12,6 +12,8 @@ export const kState = Symbol('fastify-http-cache.state')
 
 interface RequestState {
   key: string
+  /** Tags of the entry, registered in the store before the handler ran. */
+  tags: string[]
   /** Generation of the group read with the lookup; undefined when the lookup failed (then never write). */
   generation: string | undefined
   hit: boolean
@@ -73,7 +75,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       request.log.warn({ err }, 'fastify-http-cache: could not build the key, response not cached')
       return bypass(request, reply)
     }
-    const state: RequestState = { key, generation: undefined, hit: false, bypass: false }
+    const state: RequestState = { key, tags: [], generation: undefined, hit: false, bypass: false }
     request[kState] = state
     let found
     try {
@@ -82,26 +84,42 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       request.log.debug({ err }, 'fastify-http-cache: lookup failed, treated as a miss')
       return
     }
-    state.generation = found.generation
-    if (found.value === null || directives?.refresh === true) return
-    const entry = decodeEntry(found.value)
+    const entry = found.value === null || directives?.refresh === true ? undefined : decodeEntry(found.value)
     if (entry === undefined) {
-      request.log.warn({ key }, 'fastify-http-cache: entry does not decode, replacing it')
-      return
+      if (found.value !== null && directives?.refresh !== true) request.log.warn({ key }, 'fastify-http-cache: entry does not decode, replacing it')
+      return await miss(request, state, found.generation)
     }
     const age = Date.now() - entry.storedAt
     if ((entry.ttl > 0 && age >= entry.ttl) ||
       (directives !== null && directives.maxAge !== null && age > directives.maxAge * 1000) ||
       !varyMatches(entry, request)) {
-      return
+      return await miss(request, state, found.generation)
     }
     state.hit = true
     serve(request, reply, entry, Math.max(0, Math.floor(age / 1000)))
     return reply as unknown as undefined
   }
 
+  // Before the handler runs: the entry's tags are registered so a tag eviction racing the handler
+  // moves this group's generation (then the answer is not stored). No generation, no write.
+  async function miss (request: FastifyRequest, state: RequestState, generation: string): Promise<void> {
+    if (route.tags === undefined && !route.byPath) {
+      state.generation = generation
+      return
+    }
+    try {
+      const tags = route.tags === undefined ? [] : checkTags(await route.tags(request))
+      if (route.byPath) tags.push(pathTag(pathOf(request.url)))
+      await store.registerTags(route.base, tags)
+      state.tags = tags
+      state.generation = generation
+    } catch (err) {
+      request.log.warn({ err }, 'fastify-http-cache: tags could not be computed or registered, response not cached')
+    }
+  }
+
   function bypass (request: FastifyRequest, reply: FastifyReply): void {
-    request[kState] = { key: '', generation: undefined, hit: false, bypass: true }
+    request[kState] = { key: '', tags: [], generation: undefined, hit: false, bypass: true }
     if (statusHeader !== false) reply.header(statusHeader, 'BYPASS')
   }
 
@@ -141,12 +159,10 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
 
     const now = Date.now()
     let ttl: number | undefined
-    let tags: string[]
     try {
       ttl = await ttlFor(route, request, opts.clock, now)
-      tags = await tagsFor(request, reply)
     } catch (err) {
-      request.log.warn({ err }, 'fastify-http-cache: ttl or tags function failed, response not cached')
+      request.log.warn({ err }, 'fastify-http-cache: ttl function failed, response not cached')
       return payload
     }
     if (ttl === undefined) {
@@ -162,7 +178,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       const headers = storedHeaders(reply)
       return teeStream(payload, opts.maxEntrySize, (body) => {
         const etag = typeof handlerEtag === 'string' ? handlerEtag : weakEtag(body)
-        write(request, state, { ...base, headers, body, etag }, tags)
+        write(request, state, { ...base, headers, body, etag })
       })
     }
     const body = payloadBytes(payload)
@@ -171,7 +187,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     const handlerEtag = reply.getHeader('etag')
     const etag = typeof handlerEtag === 'string' ? handlerEtag : weakEtag(body)
     reply.header('etag', etag)
-    write(request, state, { ...base, headers: storedHeaders(reply), body, etag }, tags)
+    write(request, state, { ...base, headers: storedHeaders(reply), body, etag })
 
     if (status === 200 && notModified(request.headers, etag, reply.getHeader('last-modified'))) {
       reply.code(304)
@@ -182,17 +198,9 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     return payload
   }
 
-  async function tagsFor (request: FastifyRequest, reply: FastifyReply): Promise<string[]> {
-    const tags = route.tags === undefined ? [] : await route.tags(request, reply)
-    if (!Array.isArray(tags)) throw new TypeError('fastify-http-cache: tags must be an array of strings')
-    const out = tags.map((tag) => assertName('a tag', tag))
-    if (route.byPath) out.push(pathTag(pathOf(request.url)))
-    return out
-  }
-
-  function write (request: FastifyRequest, state: RequestState, entry: CacheEntry, tags: string[]): void {
+  function write (request: FastifyRequest, state: RequestState, entry: CacheEntry): void {
     if (state.generation === undefined) return
-    const p = store.write(state.key, route.base, encodeEntry(entry), entry.ttl, state.generation, tags)
+    const p = store.write(state.key, route.base, encodeEntry(entry), entry.ttl, state.generation, state.tags)
       .then((written) => {
         if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request, response not stored')
       }, (err: unknown) => {
@@ -221,6 +229,11 @@ export function endToEndHeaders (reply: FastifyReply, statusHeader: string | fal
     out[name] = Array.isArray(value) ? value.map(String) : String(value)
   }
   return out
+}
+
+export function checkTags (tags: unknown): string[] {
+  if (!Array.isArray(tags)) throw new TypeError('fastify-http-cache: tags must be an array of tag names')
+  return tags.map((tag) => assertName('a tag', tag))
 }
 
 function mergeVary (current: unknown, names: string): string {

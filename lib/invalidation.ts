@@ -1,8 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteFinder } from './api.js'
 import { encodeEntry } from './entry.js'
-import { entryKey, pathTag, type HookContext } from './hooks.js'
-import { ancestors, assertName, pathOf } from './keys.js'
+import { checkTags, entryKey, pathTag, type HookContext } from './hooks.js'
+import { httpDate } from './expiry.js'
+import { ancestors, pathOf } from './keys.js'
 import { ttlFor, type WriteSettings } from './options.js'
 import { payloadBytes, weakEtag } from './payload.js'
 
@@ -22,7 +23,7 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     if (status < 200 || status > 299) return payload
     const tasks: Array<Promise<unknown>> = w.groups.map((base) => store.evictGroup(base))
     try {
-      const tags = w.tags === undefined ? [] : (await w.tags(request, reply)).map((tag) => assertName('a tag', tag))
+      const tags = w.tags === undefined ? [] : checkTags(await w.tags(request, reply))
       if (w.byPath) tags.push(...ancestors(pathOf(request.url)).map(pathTag))
       for (const tag of tags) tasks.push(store.evictTag(tag))
       if (w.self || w.put !== null) tasks.push(dropAndPut(request, reply, payload))
@@ -57,10 +58,12 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
       const value = reply.getHeader(name)
       if (typeof value === 'string') headers[name] = value
     }
+    if (read?.expires !== undefined) headers.expires = httpDate(Date.now() + ttl * 1000)
     const etag = reply.getHeader('etag')
     // the entry carries what the GET route would have tagged it with, so tag and path evictions find it
-    const tags = read?.tags === undefined ? [] : (await read.tags(request, reply)).map((tag) => assertName('a tag', tag))
+    const tags = read?.tags === undefined ? [] : checkTags(await read.tags(request))
     if (read?.byPath === true) tags.push(pathTag(pathOf(request.url)))
+    await store.registerTags(base, tags)
     await store.write(key, base, encodeEntry({
       v: 1, status: 200, headers, body, etag: typeof etag === 'string' ? etag : weakEtag(body), storedAt: Date.now(), ttl: ttl * 1000
     }), ttl * 1000, undefined, tags)

@@ -19,6 +19,7 @@ export interface ResolvedOptions {
 }
 
 export type TagSource = (request: FastifyRequest, reply: FastifyReply) => string[] | Promise<string[]>
+export type RequestTagSource = (request: FastifyRequest) => string[] | Promise<string[]>
 
 /** What a route's `config.cache` resolves to, once, at route registration. */
 export interface RouteSettings {
@@ -30,7 +31,7 @@ export interface RouteSettings {
   base: string
   private: boolean
   clientDirectives: boolean
-  tags: TagSource | undefined
+  tags: RequestTagSource | undefined
   key: ((request: FastifyRequest) => string | Promise<string>) | undefined
   /** Lower-case header names, sorted. */
   vary: string[]
@@ -152,17 +153,17 @@ function checkFunction<T> (name: string, value: unknown): T {
   return value as T
 }
 
-function tagSource (name: string, value: unknown): TagSource {
-  if (typeof value === 'function') return value as TagSource
+function tagSource<T extends TagSource | RequestTagSource> (name: string, value: unknown): T {
+  if (typeof value === 'function') return value as T
   if (!Array.isArray(value)) fail(name, 'an array of tags or a function returning one', value)
   const tags = value.map((tag: unknown) => assertName(name, tag))
-  return () => tags
+  return (() => [...tags]) as unknown as T
 }
 
 /** The namespace a route's keys live in. */
-export function routeNamespace (where: string, value: unknown, o: ResolvedOptions): string | undefined {
+export function routeNamespace (what: string, value: unknown, o: ResolvedOptions): string | undefined {
   if (value === undefined) return o.namespace
-  const ns = assertName(`config.cache.namespace of ${where}`, value)
+  const ns = assertName(what, value)
   return o.routeNamespaces === 'replace' || o.namespace === undefined ? ns : `${o.namespace}:${ns}`
 }
 
@@ -196,7 +197,7 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
     if (v.group !== undefined) s.group = assertName(name('group'), v.group)
     if (v.private !== undefined) s.private = checkBool(name('private'), v.private)
     if (v.clientDirectives !== undefined) s.clientDirectives = checkBool(name('clientDirectives'), v.clientDirectives)
-    if (v.tags !== undefined) s.tags = tagSource(name('tags'), v.tags)
+    if (v.tags !== undefined) s.tags = tagSource<RequestTagSource>(name('tags'), v.tags)
     if (v.key !== undefined) s.key = checkFunction(name('key'), v.key)
     if (v.varyBy !== undefined) s.varyBy = checkFunction(name('varyBy'), v.varyBy)
     if (v.vary !== undefined) {
@@ -205,7 +206,7 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
       }
       s.vary = [...new Set(v.vary.map((h) => h.toLowerCase()))].sort()
     }
-    s.namespace = routeNamespace(where, v.namespace, o)
+    s.namespace = routeNamespace(name('namespace'), v.namespace, o)
     if (v.autoInvalidate !== undefined) s.byPath = o.autoInvalidate && checkBool(name('autoInvalidate'), v.autoInvalidate)
   }
   s.base = keys.base(s.group, s.namespace)
@@ -226,9 +227,9 @@ export function resolveWriteRoute (where: string, methods: string[], value: unkn
   }
   const v = value as WriteCacheOptions
   checkUnknown(`config.cache option of ${where}:`, v, WRITE_KEYS)
-  const namespace = routeNamespace(where, v.namespace, o)
+  const namespace = routeNamespace(`config.cache.namespace of ${where}`, v.namespace, o)
   const s: WriteSettings = { groups: [], self: false, put: null, tags: undefined, namespace, byPath: o.autoInvalidate }
-  if (v.tags !== undefined) s.tags = tagSource(`config.cache.tags of ${where}`, v.tags)
+  if (v.tags !== undefined) s.tags = tagSource<TagSource>(`config.cache.tags of ${where}`, v.tags)
   if (v.autoInvalidate !== undefined) s.byPath = o.autoInvalidate && checkBool(`config.cache.autoInvalidate of ${where}`, v.autoInvalidate)
   const evict = v.evict
   const groups = (list: unknown, name: string): string[] => {

@@ -43,8 +43,11 @@ export interface RouteCacheOptions {
   private?: boolean
   /** Override the plugin's `clientDirectives` for this route. */
   clientDirectives?: boolean
-  /** Tags (surrogate keys) of the response, evicted across groups by `fastify.cache.evictTag(tag)`. */
-  tags?: string[] | ((request: FastifyRequest, reply: FastifyReply) => string[] | Promise<string[]>)
+  /**
+   * Tags (surrogate keys) of the entry, evicted across groups by `fastify.cache.evictTag(tag)`. A function
+   * is called with the request when the lookup misses, before the handler runs.
+   */
+  tags?: string[] | ((request: FastifyRequest) => string[] | Promise<string[]>)
   /** Custom key builder: replaces the URL in the key. */
   key?: (request: FastifyRequest) => string | Promise<string>
   /** Request headers that select a variant: part of the key, and sent back in `Vary`. */

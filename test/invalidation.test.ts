@@ -123,6 +123,34 @@ for (const backend of backends(t)) {
       await t.rejects(app.cache.evictTag('bad tag'), TypeError)
     })
 
+    t.test('no stale resurrection through tags: a miss racing evictTag is not stored, even as the first of its tag', async (t) => {
+      const app = await build(t, backend)
+      let value = 'old'
+      let release: () => void = () => {}
+      let entered: () => void = () => {}
+      const handlerEntered = new Promise<void>((resolve) => { entered = resolve })
+      let first = true
+      app.get('/tagged/:id', { config: { cache: { group: 'fresh-group', tags: (req: any) => [`item:${req.params.id}`] } } }, async () => {
+        const seen = value
+        if (first) {
+          first = false
+          entered()
+          await new Promise<void>((resolve) => { release = resolve })
+        }
+        return { value: seen }
+      })
+      const slow = app.inject('/tagged/1')
+      await handlerEntered
+      value = 'new'
+      t.equal(await app.cache.evictTag('item:1'), 0, 'nothing was stored under the tag yet')
+      release()
+      t.same((await slow).json(), { value: 'old' })
+      const next = await app.inject('/tagged/1')
+      t.equal(next.headers['x-cache'], 'MISS', 'the answer computed before the eviction was not stored')
+      t.same(next.json(), { value: 'new' })
+      t.equal((await app.inject('/tagged/1')).headers['x-cache'], 'HIT')
+    })
+
     t.test('tags that a tag function gets wrong leave the response served and uncached', async (t) => {
       const app = await build(t, backend)
       let calls = 0

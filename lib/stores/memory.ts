@@ -10,6 +10,8 @@ export class MemoryStore implements Store {
   private readonly groups = new Map<string, Set<string>>()
   private readonly tags = new Map<string, Set<string>>()
   private readonly generations = new Map<string, number>()
+  // groups that registered each tag; bounded: a forgotten registration only weakens a rare race
+  private readonly tagGroups = new LRUCache<string, Set<string>>({ max: 100_000 })
 
   constructor (maxBytes: number) {
     this.lru = new LRUCache<string, Slot>({
@@ -38,6 +40,14 @@ export class MemoryStore implements Store {
     return true
   }
 
+  async registerTags (group: string, tags: readonly string[]): Promise<void> {
+    for (const tag of tags) {
+      let groups = this.tagGroups.get(tag)
+      if (groups === undefined) this.tagGroups.set(tag, groups = new Set())
+      groups.add(group)
+    }
+  }
+
   async delete (key: string, group: string): Promise<boolean> {
     this.bump(group)
     const existed = this.lru.has(key)
@@ -51,12 +61,9 @@ export class MemoryStore implements Store {
   }
 
   async evictTag (tag: string): Promise<number> {
-    const keys = this.tags.get(tag)
-    for (const key of keys ?? []) {
-      const slot = this.lru.peek(key, { allowStale: true })
-      if (slot !== undefined) this.bump(slot.group)
-    }
-    return this.drop(keys)
+    for (const group of this.tagGroups.get(tag) ?? []) this.bump(group)
+    this.tagGroups.delete(tag)
+    return this.drop(this.tags.get(tag))
   }
 
   async clear (start: string): Promise<number> {

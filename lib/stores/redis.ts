@@ -19,19 +19,18 @@ end
 `
 
 // KEYS: entry, index, generation, tag sets… ARGV: value, ttl ms (0 = none), generation read at lookup
-// ('' = unconditional; a group never evicted has generation '0'). Returns 0 when not written (evicted meanwhile), else 1 + a string of flags
-// telling which sets were created ('1' = new): the index first, then each tag set.
+// ('' = unconditional; a group never evicted has generation '0'). Returns 0 when not written (evicted
+// meanwhile), 2 when written as the first key of its group, else 1.
 const WRITE = KEEP_INDEX + `
 if ARGV[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
-local created = ''
+local first = redis.call('EXISTS', KEYS[2]) == 0
 for i = 2, #KEYS do
   if i ~= 3 then
     local existed = redis.call('EXISTS', KEYS[i])
     redis.call('SADD', KEYS[i], KEYS[1])
     keep(KEYS[i], ttl, existed)
-    created = created .. (existed == 0 and '1' or '0')
   end
 end
 -- drop up to two expired members per write so the index stays proportional to live keys
@@ -39,7 +38,8 @@ local some = redis.call('SRANDMEMBER', KEYS[2], 2)
 for i = 1, #some do
   if redis.call('EXISTS', some[i]) == 0 then redis.call('SREM', KEYS[2], some[i]) end
 end
-return {1, created}
+if first then return 2 end
+return 1
 `
 
 // KEYS: index, generation. Returns how many keys existed (the group's tag sets are not counted).
@@ -76,7 +76,7 @@ return redis.call('UNLINK', KEYS[1])
 `
 
 type Client = (Redis | Cluster) & {
-  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1, string]>
+  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | 1 | 2>
   httpCacheEvictGroup (index: string, gen: string): Promise<number>
   httpCacheEvictTag (tagSet: string, index: string, gen: string): Promise<number>
   httpCacheDelete (key: string, index: string, gen: string): Promise<number>
@@ -124,17 +124,14 @@ export class RedisStore implements Store {
     const sets = tags.map((tag) => tagSetOf(group, tag))
     const keys = [key, indexOf(group), generationOf(group), ...sets]
     const done = await this.guard.run(() => this.client.httpCacheWrite(keys.length, ...keys, value, ttlMs, generation ?? ''))
-    if (done === 0) return false
-    // registries let clear() and evictTag() find groups without scanning the keyspace; written only
-    // when a set was created (the registries live in other slots, so they cannot join the script)
-    const created = done[1]
-    const registrations: Array<Promise<unknown>> = []
-    if (created[0] === '1') registrations.push(this.guard.run(() => this.client.sadd(this.keys.groups(), group)))
-    tags.forEach((tag, i) => {
-      if (created[i + 1] === '1') registrations.push(this.guard.run(() => this.client.sadd(this.keys.tagRegistry(tag), group)))
-    })
-    await Promise.all(registrations)
-    return true
+    // the registry lets clear() find every group without scanning the keyspace; it lives in
+    // another slot, so it cannot join the script
+    if (done === 2) await this.guard.run(() => this.client.sadd(this.keys.groups(), group))
+    return done !== 0
+  }
+
+  async registerTags (group: string, tags: readonly string[]): Promise<void> {
+    await Promise.all(tags.map((tag) => this.guard.run(() => this.client.sadd(this.keys.tagRegistry(tag), group))))
   }
 
   async delete (key: string, group: string): Promise<boolean> {

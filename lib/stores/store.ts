@@ -12,6 +12,12 @@ export interface Store {
    * Resolves true when written.
    */
   write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[]): Promise<boolean>
+  /**
+   * Records that `group` is about to hold keys carrying `tags`, so that an evictTag from now on moves the
+   * group's generation. Called before the value is computed: a computation racing a tag eviction then
+   * either reads the new data or is not stored.
+   */
+  registerTags (group: string, tags: readonly string[]): Promise<void>
   /** Removes one key (and moves the group's generation on); resolves true when it existed. */
   delete (key: string, group: string): Promise<boolean>
   /** Removes every key of a group atomically; resolves to how many existed. */
