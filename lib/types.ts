@@ -141,7 +141,7 @@ export interface HttpCacheApi {
 }
 
 /** `config.cache`: read options on GET routes, write options on POST/PUT/PATCH/DELETE routes (checked at registration). */
-export type RouteCacheConfig = RouteCacheOptions & Omit<WriteCacheOptions, 'ttl' | 'tags'>
+export type RouteCacheConfig = Omit<RouteCacheOptions, 'tags'> & Omit<WriteCacheOptions, 'ttl'>
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -75,7 +75,7 @@ app.get('/f', {
   config: {
     cache: {
       ttl: async (req) => req.url.length,
-      tags: (req, reply) => [String(reply.statusCode)],
+      tags: (req) => [req.routeOptions.url ?? 'none'],
       vary: ['accept-language'],
       varyBy: (req) => req.ip,
       key: async (req) => req.url,
