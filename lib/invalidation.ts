@@ -21,22 +21,26 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
   return async function onWriteSend (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
     const status = reply.statusCode
     if (status < 200 || status > 299) return payload
-    const tasks: Array<Promise<unknown>> = w.groups.map((base) => store.evictGroup(base))
+    const evictions: Array<Promise<unknown>> = w.groups.map((base) => store.evictGroup(base))
     try {
       const tags = w.tags === undefined ? [] : checkTags(await w.tags(request, reply))
       if (w.byPath) tags.push(...ancestors(pathOf(request.url)).map(pathTag))
-      for (const tag of tags) tasks.push(store.evictTag(tag))
-      if (w.self || w.put !== null) tasks.push(dropAndPut(request, reply, payload))
+      for (const tag of tags) evictions.push(store.evictTag(tag))
     } catch (err) {
-      tasks.push(Promise.reject(err))
+      evictions.push(Promise.reject(err))
     }
-    const results = await Promise.allSettled(tasks)
+    report(request, await Promise.allSettled(evictions))
+    // after the evictions, which could otherwise drop the entry written through
+    if (w.self || w.put !== null) report(request, await Promise.allSettled([dropAndPut(request, reply, payload)]))
+    return payload
+  }
+
+  function report (request: FastifyRequest, results: Array<PromiseSettledResult<unknown>>): void {
     for (const r of results) {
       if (r.status === 'rejected') {
         request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after a write failed; cached reads may be stale until their ttl')
       }
     }
-    return payload
   }
 
   async function dropAndPut (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {

@@ -204,6 +204,25 @@ for (const backend of backends(t)) {
       t.equal((await app.inject('/a/1')).headers['x-cache'], 'HIT')
     })
 
+    t.test('write-through survives the tag and group evictions of the same write', async (t) => {
+      const app = await build(t, backend)
+      let name = 'old'
+      const tags = (req: any): string[] => [`product:${req.params.id}`]
+      app.get('/products/:id', { config: { cache: { group: 'products', tags } } }, async () => ({ name }))
+      app.get('/products/:id/reviews', { config: { cache: { group: 'reviews', tags } } }, async () => ({ about: name }))
+      app.get('/lists', { config: { cache: { group: 'lists' } } }, async () => ({ names: [name] }))
+      app.put('/products/:id', { config: { cache: { put: true, tags, evict: 'lists' } } }, async () => { name = 'new'; return { name } })
+      for (let round = 0; round < 5; round++) {
+        for (const url of ['/products/2', '/products/2/reviews', '/lists']) await app.inject(url)
+        await app.inject({ method: 'PUT', url: '/products/2' })
+        const read = await app.inject('/products/2')
+        t.equal(read.headers['x-cache'], 'HIT', `round ${round}: the written-through entry is there`)
+        t.same(read.json(), { name: 'new' })
+        t.equal((await app.inject('/products/2/reviews')).headers['x-cache'], 'MISS', 'the tag reached the other group')
+        t.equal((await app.inject('/lists')).headers['x-cache'], 'MISS')
+      }
+    })
+
     t.test('no stale resurrection: a miss that read old data does not store it after a write evicted its group', async (t) => {
       const app = await build(t, backend)
       let value = 'old'
