@@ -1,7 +1,7 @@
 import FindMyWay from 'find-my-way'
 import type { FastifyBaseLogger } from 'fastify'
 import { decodeValue, encodeValue } from './entry.js'
-import { entryKey } from './hooks.js'
+import { entryKey, varyByValue } from './hooks.js'
 import { assertName, type KeyBuilder } from './keys.js'
 import { checkTtl, routeNamespace, type ResolvedOptions, type RouteSettings } from './options.js'
 import type { Store } from './stores/store.js'
@@ -73,7 +73,7 @@ export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder
       const base = options?.group !== undefined || options?.namespace !== undefined
         ? keys.base(options.group === undefined ? route.group : assertName('group', options.group), options.namespace === undefined ? route.namespace : namespaceOf(options))
         : route.base
-      const key = entryKey(keys, { ...route, base }, url, lowerCase(options?.headers), options?.varyBy, options?.key)
+      const key = entryKey(keys, { ...route, base }, url, lowerCase(options?.headers), options?.varyBy === undefined ? undefined : varyByValue(options.varyBy), options?.key)
       return await store.delete(key, base)
     },
     async get<T> (key: string, options?: GroupOptions) {

@@ -68,9 +68,9 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     }
     let key: string
     try {
-      const by = route.varyBy === undefined ? undefined : await route.varyBy(request)
-      if (by !== undefined && typeof by !== 'string') throw new TypeError('fastify-http-cache: varyBy must return a string')
-      key = entryKey(keys, route, request.url, request.headers, by, route.key === undefined ? undefined : await route.key(request))
+      key = entryKey(keys, route, request.url, request.headers,
+        route.varyBy === undefined ? undefined : varyByValue(await route.varyBy(request)),
+        route.key === undefined ? undefined : await route.key(request))
     } catch (err) {
       request.log.warn({ err }, 'fastify-http-cache: could not build the key, response not cached')
       return bypass(request, reply)
@@ -84,14 +84,12 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       request.log.debug({ err }, 'fastify-http-cache: lookup failed, treated as a miss')
       return
     }
-    const entry = found.value === null || directives?.refresh === true ? undefined : decodeEntry(found.value)
-    if (entry === undefined) {
-      if (found.value !== null && directives?.refresh !== true) request.log.warn({ key }, 'fastify-http-cache: entry does not decode, replacing it')
-      return await miss(request, state, found.generation)
-    }
-    const age = Date.now() - entry.storedAt
-    if ((entry.ttl > 0 && age >= entry.ttl) ||
-      (directives !== null && directives.maxAge !== null && age > directives.maxAge * 1000) ||
+    const entry = found.value === null ? undefined : decodeEntry(found.value)
+    if (found.value !== null && entry === undefined) request.log.warn({ key }, 'fastify-http-cache: entry does not decode, replacing it')
+    const age = entry === undefined ? 0 : Date.now() - entry.storedAt
+    if (entry === undefined || directives?.refresh === true ||
+      (entry.ttl > 0 && age >= entry.ttl) ||
+      (directives?.maxAge != null && age > directives.maxAge * 1000) ||
       !varyMatches(entry, request)) {
       return await miss(request, state, found.generation)
     }
@@ -229,6 +227,12 @@ export function endToEndHeaders (reply: FastifyReply, statusHeader: string | fal
     out[name] = Array.isArray(value) ? value.map(String) : String(value)
   }
   return out
+}
+
+// A user id may be a number; anything else (undefined, objects) would merge users: not cached.
+export function varyByValue (value: unknown): string {
+  if (typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))) return String(value)
+  throw new TypeError(`fastify-http-cache: varyBy must return a string or a number, got ${value === null ? 'null' : typeof value}`)
 }
 
 export function checkTags (tags: unknown): string[] {

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteFinder } from './api.js'
 import { encodeEntry } from './entry.js'
-import { checkTags, entryKey, pathTag, type HookContext } from './hooks.js'
+import { checkTags, entryKey, pathTag, varyByValue, type HookContext } from './hooks.js'
 import { httpDate } from './expiry.js'
 import { ancestors, pathOf } from './keys.js'
 import { ttlFor, type WriteSettings } from './options.js'
@@ -46,7 +46,7 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
   async function dropAndPut (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {
     const read = routes.settingsOf(request.url)
     const base = w.put?.group !== undefined ? keys.base(w.put.group, w.namespace) : read?.base ?? keys.base(opts.defaultGroup, w.namespace)
-    const by = read?.varyBy === undefined ? undefined : await read.varyBy(request)
+    const by = read?.varyBy === undefined ? undefined : varyByValue(await read.varyBy(request))
     const custom = read?.key === undefined ? undefined : await read.key(request)
     const key = read === undefined ? keys.entry(base, request.url) : entryKey(keys, { ...read, base }, request.url, request.headers, by, custom)
     // delete first: it moves the group's generation, so a GET miss still holding older data cannot

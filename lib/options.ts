@@ -35,7 +35,7 @@ export interface RouteSettings {
   key: ((request: FastifyRequest) => string | Promise<string>) | undefined
   /** Lower-case header names, sorted. */
   vary: string[]
-  varyBy: ((request: FastifyRequest) => string | Promise<string>) | undefined
+  varyBy: ((request: FastifyRequest) => string | number | Promise<string | number>) | undefined
   /** Index entries by path so writes to the path or its children evict them. */
   byPath: boolean
 }

@@ -53,7 +53,7 @@ export interface RouteCacheOptions {
   /** Request headers that select a variant: part of the key, and sent back in `Vary`. */
   vary?: string[]
   /** Per-user (or per-tenant) entries, e.g. `(req) => req.user.id`; implies `Cache-Control: private`. */
-  varyBy?: (request: FastifyRequest) => string | Promise<string>
+  varyBy?: (request: FastifyRequest) => string | number | Promise<string | number>
   /** Namespace of this route's keys (combined with the plugin's per `routeNamespaces`). */
   namespace?: string
   /** false: writes to this path or its children do not evict this route's entries (autoInvalidate). */
@@ -101,7 +101,7 @@ export interface EvictOptions extends GroupOptions {
   /** Request header values of the route's `vary` headers. */
   headers?: Record<string, string | string[] | undefined>
   /** The value the route's `varyBy` would return. */
-  varyBy?: string
+  varyBy?: string | number
   /** For routes with a `key` builder: the key it would return (the URL then only finds the route). */
   key?: string
 }

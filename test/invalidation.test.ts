@@ -1,5 +1,6 @@
 import t from 'tap'
 import { backends, build } from './helpers/app.js'
+import { gate } from './helpers/gate.js'
 
 // Write routes that declare what they invalidate, run against both stores.
 for (const backend of backends(t)) {
@@ -126,24 +127,17 @@ for (const backend of backends(t)) {
     t.test('no stale resurrection through tags: a miss racing evictTag is not stored, even as the first of its tag', async (t) => {
       const app = await build(t, backend)
       let value = 'old'
-      let release: () => void = () => {}
-      let entered: () => void = () => {}
-      const handlerEntered = new Promise<void>((resolve) => { entered = resolve })
-      let first = true
+      const g = gate()
       app.get('/tagged/:id', { config: { cache: { group: 'fresh-group', tags: (req: any) => [`item:${req.params.id}`] } } }, async () => {
         const seen = value
-        if (first) {
-          first = false
-          entered()
-          await new Promise<void>((resolve) => { release = resolve })
-        }
+        await g.pauseFirst()
         return { value: seen }
       })
       const slow = app.inject('/tagged/1')
-      await handlerEntered
+      await g.entered
       value = 'new'
       t.equal(await app.cache.evictTag('item:1'), 0, 'nothing was stored under the tag yet')
-      release()
+      g.release()
       t.same((await slow).json(), { value: 'old' })
       const next = await app.inject('/tagged/1')
       t.equal(next.headers['x-cache'], 'MISS', 'the answer computed before the eviction was not stored')
@@ -226,25 +220,18 @@ for (const backend of backends(t)) {
     t.test('no stale resurrection: a miss that read old data does not store it after a write evicted its group', async (t) => {
       const app = await build(t, backend)
       let value = 'old'
-      let release: () => void = () => {}
-      let entered: () => void = () => {}
-      const handlerEntered = new Promise<void>((resolve) => { entered = resolve })
-      let first = true
+      const g = gate()
       app.get('/race', { config: { cache: { group: 'race', ttl: 0 } } }, async () => {
         const seen = value
-        if (first) {
-          first = false
-          entered()
-          await new Promise<void>((resolve) => { release = resolve })
-        }
+        await g.pauseFirst()
         return { value: seen }
       })
       app.post('/race', { config: { cache: { evict: 'race' } } }, async () => { value = 'new'; return { ok: true } })
 
       const slow = app.inject('/race') // misses, reads 'old', then waits
-      await handlerEntered
+      await g.entered
       await app.inject({ method: 'POST', url: '/race' }) // writes and evicts meanwhile
-      release()
+      g.release()
       t.same((await slow).json(), { value: 'old' }, 'the slow request still gets its answer')
       const next = await app.inject('/race')
       t.equal(next.headers['x-cache'], 'MISS', 'its pre-write response was not stored')
@@ -267,27 +254,20 @@ t.test('no stale resurrection across instances (Redis)', async (t) => {
     return app
   }
   let value = 'old'
-  let release: () => void = () => {}
-  let entered: () => void = () => {}
-  const handlerEntered = new Promise<void>((resolve) => { entered = resolve })
+  const g = gate()
   const reader = await make()
-  let paused = true
   reader.get('/race', { config: { cache: { group: 'race', ttl: 0 } } }, async () => {
     const seen = value
-    if (paused) {
-      paused = false
-      entered()
-      await new Promise<void>((resolve) => { release = resolve })
-    }
+    await g.pauseFirst()
     return { value: seen }
   })
   const writer = await make()
   writer.post('/race', { config: { cache: { evict: 'race' } } }, async () => { value = 'new'; return { ok: true } })
 
   const slow = reader.inject('/race')
-  await handlerEntered
+  await g.entered
   await writer.inject({ method: 'POST', url: '/race' })
-  release()
+  g.release()
   t.same((await slow).json(), { value: 'old' })
   const next = await reader.inject('/race')
   t.equal(next.headers['x-cache'], 'MISS', 'the pre-write response was not stored')

@@ -3,28 +3,19 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import httpCache from '../index.js'
 import type { HttpCacheOptions } from '../lib/types.js'
-import { backends, build } from './helpers/app.js'
+import { backends, build, type TapLike } from './helpers/app.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
+import { until } from './helpers/until.js'
 
 // Namespaces: per registration (plugin option) and per route (joined `plugin:route`, or replacing it).
 
-interface TapLike { teardown (fn: () => unknown): void }
-
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Bounded poll: writes are fire-and-forget after the response, and register their group after the script. */
-async function until (what: string, check: () => Promise<boolean>, ms = 2000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
-}
-
-/** Waits until the entry key exists and its group is registered, so clear() can find it. */
+/**
+ * Waits until the entry key exists and its group is registered, so clear() can find it (writes are
+ * fire-and-forget after the response, and register their group after the script).
+ */
 async function stored (redis: Redis, prefix: string, base: string, key: string): Promise<void> {
   await until(`${key} to be stored and ${base} registered`, async () =>
-    (await redis.exists(key)) === 1 && (await redis.sismember(`${prefix}:groups`, base)) === 1)
+    (await redis.exists(key)) === 1 && (await redis.sismember(`${prefix}:groups`, base)) === 1, 2000, 5)
 }
 
 // Single-app behaviour: both stores.

@@ -1,41 +1,10 @@
 import { test } from 'tap'
-import Fastify, { type RouteOptions } from 'fastify'
+import Fastify from 'fastify'
 import httpCache from '../index.js'
 import type { HttpCacheOptions } from '../lib/types.js'
-
-interface TapLike { teardown (fn: () => unknown): void }
-
-/** A route as a JavaScript user could write it: config.cache unchecked by the compiler. */
-interface RouteSpec { method?: string | string[], config?: Record<string, unknown> }
+import { registerError, routeError, type RouteSpec } from './helpers/app.js'
 
 const MAX_TTL = 100 * 365 * 24 * 3600
-
-/** Registers the plugin with `options` (memory store) and returns the error it fails with. */
-async function registerError (t: TapLike, options: unknown): Promise<unknown> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  try {
-    await app.register(httpCache, options as HttpCacheOptions)
-    await app.ready()
-  } catch (err) {
-    return err
-  }
-  return undefined
-}
-
-/** Registers the plugin, then a route, and returns the error the route fails with (sync or at ready). */
-async function routeError (t: TapLike, route: RouteSpec): Promise<unknown> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(httpCache)
-  try {
-    app.route({ method: 'GET', url: '/r', handler: async () => 'ok', ...route } as RouteOptions)
-    await app.ready()
-  } catch (err) {
-    return err
-  }
-  return undefined
-}
 
 const badOptions: Array<[string, unknown, RegExp]> = [
   ['ttl as a string', { ttl: '60' }, /option "ttl"/],

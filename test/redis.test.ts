@@ -5,10 +5,11 @@ import { test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import type { Redis } from 'ioredis'
-import { setTimeout as sleep } from 'node:timers/promises'
 import httpCache from '../index.js'
 import { decodeEntry, encodeEntry, type CacheEntry } from '../lib/entry.js'
 import { startRedis } from './helpers/redis.js'
+import { deferred } from './helpers/gate.js'
+import { until } from './helpers/until.js'
 
 type Test = Parameters<Parameters<typeof test>[0]>[0]
 type Options = NonNullable<Parameters<typeof httpCache>[1]>
@@ -25,15 +26,6 @@ async function build (t: Test, options: Options): Promise<FastifyInstance> {
   return app
 }
 
-/** Polls `check` until it holds; fails after `ms` instead of hanging the suite. */
-async function until (what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(20)
-  }
-}
-
 /** Rejects when `p` takes longer than `ms`: a hang becomes a failed assertion, not a stuck suite. */
 async function bounded<T> (what: string, p: Promise<T>, ms = 10_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -45,12 +37,6 @@ async function bounded<T> (what: string, p: Promise<T>, ms = 10_000): Promise<T>
   } finally {
     clearTimeout(timer)
   }
-}
-
-function deferred (): { promise: Promise<void>, resolve: () => void } {
-  let resolve!: () => void
-  const promise = new Promise<void>((_resolve) => { resolve = _resolve })
-  return { promise, resolve }
 }
 
 async function keysMatching (client: Redis, pattern: string): Promise<string[]> {

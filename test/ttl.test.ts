@@ -1,28 +1,13 @@
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyRequest, type RouteOptions } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
-import httpCache from '../index.js'
-import type { HttpCacheOptions } from '../lib/types.js'
-import { backends, type Backend } from './helpers/app.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { backends, opener, registerError, routeError } from './helpers/app.js'
 
 // Dynamic TTLs and calendar expiry over HTTP (the expiry arithmetic itself: test/expiry.test.ts).
 
-interface TapLike { teardown (fn: () => unknown): void }
-
 const DAY = 86_400
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-let prefixes = 0
-
-/** An app with a prefix this file knows, and (Redis) a client on the same server to look at its keys. */
-async function open (t: TapLike, backend: Backend, options: HttpCacheOptions = {}): Promise<{ app: FastifyInstance, redis: Redis | undefined, prefix: string }> {
-  const base = await backend.options(t)
-  const prefix = `ttl${++prefixes}`
-  const app = Fastify()
-  await app.register(httpCache, { ...base, prefix, ...options })
-  t.teardown(() => app.close())
-  return { app, redis: base.redis as Redis | undefined, prefix }
-}
+const open = opener('ttl')
 
 /** PTTL of a key once it exists (writes are fire-and-forget after the response): bounded poll. */
 async function pttl (redis: Redis, key: string): Promise<number> {
@@ -224,31 +209,6 @@ for (const backend of backends(t)) {
       t.equal(calls, 0)
     })
   })
-}
-
-async function routeError (t: TapLike, route: Partial<RouteOptions>, options: HttpCacheOptions = {}): Promise<unknown> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(httpCache, options)
-  try {
-    app.route({ method: 'GET', url: '/r', handler: async () => 'ok', ...route } as RouteOptions)
-    await app.ready()
-  } catch (err) {
-    return err
-  }
-  return undefined
-}
-
-async function registerError (t: TapLike, options: unknown): Promise<unknown> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  try {
-    await app.register(httpCache, options as HttpCacheOptions)
-    await app.ready()
-  } catch (err) {
-    return err
-  }
-  return undefined
 }
 
 t.test('ttl and expires together is a registration error', async (t) => {

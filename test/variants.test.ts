@@ -57,13 +57,13 @@ for (const backend of backends(t)) {
       t.equal((await app.inject({ url: '/me', headers: bob })).headers['x-cache'], 'HIT')
     })
 
-    t.test('varyBy or a key builder that fails or answers a non-string: served, not cached', async (t) => {
+    t.test('varyBy or a key builder that fails or answers no usable value: served, not cached', async (t) => {
       const app = await build(t, backend)
       let calls = 0
       app.get('/by-throws', { config: { cache: { varyBy: () => { throw new Error('no user') } } } }, async () => ({ calls: ++calls }))
-      app.get('/by-number', { config: { cache: { varyBy: (() => 42) as any } } }, async () => ({ calls: ++calls }))
+      app.get('/by-nothing', { config: { cache: { varyBy: (() => undefined) as any } } }, async () => ({ calls: ++calls }))
       app.get('/key-empty', { config: { cache: { key: () => '' } } }, async () => ({ calls: ++calls }))
-      for (const url of ['/by-throws', '/by-number', '/key-empty']) {
+      for (const url of ['/by-throws', '/by-nothing', '/key-empty']) {
         for (let i = 0; i < 2; i++) {
           const res = await app.inject(url)
           t.equal(res.statusCode, 200, url)
@@ -71,6 +71,19 @@ for (const backend of backends(t)) {
         }
       }
       t.equal(calls, 6)
+    })
+
+    t.test('varyBy may answer a number (a user id)', async (t) => {
+      const app = await build(t, backend)
+      let calls = 0
+      app.get('/mine', { config: { cache: { varyBy: (req: any) => Number(req.headers['x-user']) } } }, async (req) => ({ user: req.headers['x-user'], calls: ++calls }))
+      await app.inject({ url: '/mine', headers: { 'x-user': '7' } })
+      t.same((await app.inject({ url: '/mine', headers: { 'x-user': '8' } })).json(), { user: '8', calls: 2 })
+      const hit = await app.inject({ url: '/mine', headers: { 'x-user': '7' } })
+      t.equal(hit.headers['x-cache'], 'HIT')
+      t.same(hit.json(), { user: '7', calls: 1 })
+      t.equal(await app.cache.evict('/mine', { varyBy: 7 }), true)
+      t.equal((await app.inject({ url: '/mine', headers: { 'x-user': '7' } })).headers['x-cache'], 'MISS')
     })
 
     t.test('key builder: replaces the URL in the key; evict() takes the key it returns', async (t) => {

@@ -1,36 +1,11 @@
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
-import type { Redis } from 'ioredis'
-import httpCache from '../index.js'
-import type { HttpCacheOptions } from '../lib/types.js'
-import { backends, type Backend } from './helpers/app.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { backends, opener } from './helpers/app.js'
+import { gate } from './helpers/gate.js'
 
 // fastify.cache.wrap(): memoizing plain async functions in the same store as the routes, run against both stores.
 
-interface TapLike { teardown (fn: () => unknown): void }
-
-let prefixes = 0
-
-/** An app with a prefix this file knows, and (Redis) a client on the same server to look at its keys. */
-async function open (t: TapLike, backend: Backend, options: HttpCacheOptions = {}): Promise<{ app: FastifyInstance, redis: Redis | undefined, prefix: string }> {
-  const base = await backend.options(t)
-  const prefix = `wrap${++prefixes}`
-  const app = Fastify()
-  await app.register(httpCache, { ...base, prefix, ...options })
-  t.teardown(() => app.close())
-  return { app, redis: base.redis as Redis | undefined, prefix }
-}
-
-/** A promise the test resolves by hand, and one that says the function reached it. */
-function gate (): { entered: Promise<void>, enter: () => void, wait: Promise<void>, release: () => void } {
-  let enter: () => void = () => {}
-  let release: () => void = () => {}
-  const entered = new Promise<void>((resolve) => { enter = resolve })
-  const wait = new Promise<void>((resolve) => { release = resolve })
-  return { entered, enter, wait, release }
-}
-
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+const open = opener('wrap')
 
 for (const backend of backends(t)) {
   t.test(backend.name, async (t) => {
@@ -285,10 +260,7 @@ for (const backend of backends(t)) {
       const load = app.cache.wrap(async () => {
         calls++
         const seen = data
-        if (calls === 1) {
-          g.enter()
-          await g.wait
-        }
+        await g.pauseFirst()
         return seen
       }, { key: () => 'racy', group: 'race', ttl: 0 })
 
@@ -311,10 +283,7 @@ for (const backend of backends(t)) {
       const load = app.cache.wrap(async () => {
         calls++
         const seen = data
-        if (calls === 1) {
-          g.enter()
-          await g.wait
-        }
+        await g.pauseFirst()
         return seen
       }, { key: () => 'racy', group: 'race', ttl: 0 })
       app.post('/race', { config: { cache: { evict: 'race' } } }, async () => { data = 'new'; return { ok: true } })
@@ -336,10 +305,7 @@ for (const backend of backends(t)) {
       const load = app.cache.wrap(async (id: number) => {
         calls++
         const seen = `${data}-${id}`
-        if (calls === 1) {
-          g.enter()
-          await g.wait
-        }
+        await g.pauseFirst()
         return seen
       }, { key: (id) => `p:${id}`, group: 'products', tags: (id) => [`product:${id}`], ttl: 0 })
 
@@ -361,10 +327,7 @@ for (const backend of backends(t)) {
       const load = app.cache.wrap(async () => {
         calls++
         const seen = data
-        if (calls === 1) {
-          g.enter()
-          await g.wait
-        }
+        await g.pauseFirst()
         return seen
       }, { key: () => 'flight', group: 'flights', ttl: 0 })
 

@@ -7,39 +7,47 @@ import type { Store } from './store.js'
 // Every script touches only keys of one group (one hash tag), so each runs on one Cluster slot.
 
 // A set that indexes keys lives as long as its longest-lived member (PERSIST for a ttl-0 member).
-const KEEP_INDEX = `
-local function keep (set, ttl, existed)
+// Adds `member` and returns 1 when that made the set live longer.
+const KEEP = `
+local function keep (set, member, ttl)
+  local left = redis.call('PTTL', set)
+  if member ~= '' then redis.call('SADD', set, member) end
+  if redis.call('EXISTS', set) == 0 then return 0 end
   if ttl > 0 then
-    local left = redis.call('PTTL', set)
-    if existed == 0 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', set, ttl) end
-  else
+    if left == -2 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', set, ttl) return 1 end
+  elseif left ~= -1 then
     redis.call('PERSIST', set)
+    return 1
   end
+  return 0
 end
 `
 
 // KEYS: entry, index, generation, tag sets… ARGV: value, ttl ms (0 = none), generation read at lookup
 // ('' = unconditional; a group never evicted has generation '0'). Returns 0 when not written (evicted
-// meanwhile), 2 when written as the first key of its group, else 1.
-const WRITE = KEEP_INDEX + `
+// meanwhile), else {1 or 2 (first key of its group), flags of the tag sets made to live longer}.
+const WRITE = KEEP + `
 if ARGV[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
 local first = redis.call('EXISTS', KEYS[2]) == 0
-for i = 2, #KEYS do
-  if i ~= 3 then
-    local existed = redis.call('EXISTS', KEYS[i])
-    redis.call('SADD', KEYS[i], KEYS[1])
-    keep(KEYS[i], ttl, existed)
-  end
+keep(KEYS[2], KEYS[1], ttl)
+local longer = ''
+for i = 4, #KEYS do
+  longer = longer .. keep(KEYS[i], KEYS[1], ttl)
 end
 -- drop up to two expired members per write so the index stays proportional to live keys
 local some = redis.call('SRANDMEMBER', KEYS[2], 2)
 for i = 1, #some do
   if redis.call('EXISTS', some[i]) == 0 then redis.call('SREM', KEYS[2], some[i]) end
 end
-if first then return 2 end
-return 1
+return {first and 2 or 1, longer}
+`
+
+// KEYS: a tag's registry. ARGV: group, ms the registry must live at least (0 = for good).
+// The registry outlives the tag sets it points to, and a registration outlives the request that made it.
+const REGISTER = KEEP + `
+return keep(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 `
 
 // KEYS: index, generation. Returns how many keys existed (the group's tag sets are not counted).
@@ -75,8 +83,12 @@ redis.call('SREM', KEYS[2], KEYS[1])
 return redis.call('UNLINK', KEYS[1])
 `
 
+// How long a registration made before a handler runs holds at least (far beyond any request).
+const REGISTRATION_MS = 10 * 60 * 1000
+
 type Client = (Redis | Cluster) & {
-  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | 1 | 2>
+  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1 | 2, string]>
+  httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
   httpCacheEvictGroup (index: string, gen: string): Promise<number>
   httpCacheEvictTag (tagSet: string, index: string, gen: string): Promise<number>
   httpCacheDelete (key: string, index: string, gen: string): Promise<number>
@@ -94,6 +106,7 @@ export class RedisStore implements Store {
       client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 2, lua: EVICT_GROUP })
       client.defineCommand('httpCacheEvictTag', { numberOfKeys: 3, lua: EVICT_TAG })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
+      client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
     }
     this.guard = new Guard({ timeout, log, isReady: () => client.status === 'ready' })
   }
@@ -124,14 +137,20 @@ export class RedisStore implements Store {
     const sets = tags.map((tag) => tagSetOf(group, tag))
     const keys = [key, indexOf(group), generationOf(group), ...sets]
     const done = await this.guard.run(() => this.client.httpCacheWrite(keys.length, ...keys, value, ttlMs, generation ?? ''))
-    // the registry lets clear() find every group without scanning the keyspace; it lives in
-    // another slot, so it cannot join the script
-    if (done === 2) await this.guard.run(() => this.client.sadd(this.keys.groups(), group))
-    return done !== 0
+    if (done === 0) return false
+    // registries live in other slots, so they cannot join the script: the groups registry lets
+    // clear() find every group without scanning the keyspace; a tag's registry must outlive its sets
+    const updates: Array<Promise<unknown>> = []
+    if (done[0] === 2) updates.push(this.guard.run(() => this.client.sadd(this.keys.groups(), group)))
+    tags.forEach((tag, i) => {
+      if (done[1][i] === '1') updates.push(this.guard.run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), '', ttlMs)))
+    })
+    await Promise.all(updates)
+    return true
   }
 
   async registerTags (group: string, tags: readonly string[]): Promise<void> {
-    await Promise.all(tags.map((tag) => this.guard.run(() => this.client.sadd(this.keys.tagRegistry(tag), group))))
+    await Promise.all(tags.map((tag) => this.guard.run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), group, REGISTRATION_MS))))
   }
 
   async delete (key: string, group: string): Promise<boolean> {

@@ -1,9 +1,10 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
+import type { Redis } from 'ioredis'
 import httpCache from '../../index.js'
 import type { HttpCacheOptions } from '../../lib/types.js'
-import { startRedis, type TestRedis } from './redis.js'
+import { startRedis, type TapLike, type TestRedis } from './redis.js'
 
-interface TapLike { teardown (fn: () => unknown): void }
+export type { TapLike }
 
 export interface Backend {
   name: 'memory' | 'redis'
@@ -34,4 +35,52 @@ export async function build (t: TapLike, backend: Backend, options: HttpCacheOpt
   await app.register(httpCache, { ...(await backend.options(t)), ...options })
   t.teardown(() => app.close())
   return app
+}
+
+export type Open = (t: TapLike, backend: Backend, options?: HttpCacheOptions) => Promise<{ app: FastifyInstance, redis: Redis | undefined, prefix: string }>
+
+/**
+ * `open(t, backend, options)` for one test file: an app with a prefix the test knows (`<label>1`,
+ * `<label>2`, …), and (Redis) a client on the same server to look at its keys.
+ */
+export function opener (label: string): Open {
+  let opened = 0
+  return async (t, backend, options = {}) => {
+    const base = await backend.options(t)
+    const prefix = `${label}${++opened}`
+    const app = Fastify()
+    await app.register(httpCache, { ...base, prefix, ...options })
+    t.teardown(() => app.close())
+    return { app, redis: base.redis as Redis | undefined, prefix }
+  }
+}
+
+/** A route as a JavaScript user could write it: config.cache unchecked by the compiler. */
+export interface RouteSpec { method?: string | string[], config?: Record<string, unknown> }
+
+/** Registers the plugin with `options` (memory store) and returns the error it fails with. */
+export async function registerError (t: TapLike, options: unknown): Promise<unknown> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  try {
+    await app.register(httpCache, options as HttpCacheOptions)
+    await app.ready()
+  } catch (err) {
+    return err
+  }
+  return undefined
+}
+
+/** Registers the plugin, then a route, and returns the error the route fails with (sync or at ready). */
+export async function routeError (t: TapLike, route: RouteSpec): Promise<unknown> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(httpCache)
+  try {
+    app.route({ method: 'GET', url: '/r', handler: async () => 'ok', ...route } as RouteOptions)
+    await app.ready()
+  } catch (err) {
+    return err
+  }
+  return undefined
 }

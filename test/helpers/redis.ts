@@ -14,7 +14,8 @@ export interface TestRedis {
   pid (): number | undefined
 }
 
-interface TapLike { teardown (fn: () => unknown): void }
+/** What the helpers need of a tap test: somewhere to register clean-up. */
+export interface TapLike { teardown (fn: () => unknown): void }
 
 /** Starts a throwaway redis-server (the Debian binary) on a free port for one test file. */
 export async function startRedis (t: TapLike): Promise<TestRedis> {
