@@ -1,7 +1,7 @@
 'use strict'
 
-// One benchmarked server, run by bench/run.js in its own process (pinned to its own core).
-//   node bench/server.js <bare|object|slow|memory|redis> [redis-url]
+// One benchmarked server, run by test/bench/run.js in its own process (pinned to its own core).
+//   node test/bench/server.js <bare|object|slow|memory|redis> [redis-url]
 // Prints one JSON line {"port": n} on stdout once listening; exits when stdin closes (the parent
 // went away) or on SIGTERM/SIGINT.
 
@@ -14,8 +14,8 @@ const KINDS = ['bare', 'object', 'slow', 'memory', 'redis']
 
 async function main () {
   const [kind, redisUrl] = process.argv.slice(2)
-  if (!KINDS.includes(kind)) throw new Error(`bench/server.js: unknown kind ${JSON.stringify(kind)} (expected ${KINDS.join(', ')})`)
-  if (kind === 'redis' && redisUrl === undefined) throw new Error('bench/server.js: the redis kind needs a redis:// URL')
+  if (!KINDS.includes(kind)) throw new Error(`test/bench/server.js: unknown kind ${JSON.stringify(kind)} (expected ${KINDS.join(', ')})`)
+  if (kind === 'redis' && redisUrl === undefined) throw new Error('test/bench/server.js: the redis kind needs a redis:// URL')
 
   // warnings (e.g. from the plugin) go to stderr: stdout carries the port line
   const app = Fastify({ logger: { level: 'warn', stream: process.stderr } })
@@ -24,9 +24,9 @@ async function main () {
   if (kind === 'memory' || kind === 'redis') {
     let httpCache
     try {
-      httpCache = require('../dist/index.js')
+      httpCache = require('../../dist/index.js')
     } catch (err) {
-      throw new Error(`bench/server.js: cannot load the compiled plugin (run \`npm run build\` first): ${err.message}`)
+      throw new Error(`test/bench/server.js: cannot load the compiled plugin (run \`npm run build\` first): ${err.message}`)
     }
     await app.register(httpCache, kind === 'redis' ? { redis: redisUrl } : {})
   }
@@ -78,6 +78,6 @@ async function main () {
 
 main().catch((err) => {
   // our own errors say what to do; anything else gets its stack
-  process.stderr.write(`${err.message?.startsWith('bench/server.js') === true ? err.message : err.stack ?? err}\n`)
+  process.stderr.write(`${err.message?.startsWith('test/bench/server.js') === true ? err.message : err.stack ?? err}\n`)
   process.exit(1)
 })
