@@ -28,13 +28,11 @@ export function requestDirectives (req: FastifyRequest): RequestDirectives {
   return d.maxAge !== null ? { bypass: false, refresh: false, maxAge: d.maxAge } : NONE
 }
 
-/** Why a handler's own Cache-Control makes its response unstorable, or null when it does not. */
-export function responseForbidsStore (cacheControl: unknown, routeIsPrivate: boolean): string | null {
-  if (cacheControl === undefined) return null
+/** Whether a handler's own Cache-Control makes its response unstorable (no-store, or private on a shared route). */
+export function responseForbidsStore (cacheControl: unknown, routeIsPrivate: boolean): boolean {
+  if (cacheControl === undefined) return false
   const d = parse(Array.isArray(cacheControl) ? cacheControl.join(', ') : String(cacheControl))
-  if (d.noStore === true) return 'no-store'
-  if (d.private === true && !routeIsPrivate) return 'private'
-  return null
+  return d.noStore === true || (d.private === true && !routeIsPrivate)
 }
 
 /** The Cache-Control this plugin sends with a cached response. */

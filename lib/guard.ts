@@ -39,10 +39,6 @@ export class Guard {
     this.cooldown = opts.cooldown ?? 1000
   }
 
-  get open (): boolean {
-    return this.openUntil !== 0
-  }
-
   run<T> (op: () => Promise<T>): Promise<T> {
     if (this.openUntil !== 0) {
       if (this.probing || Date.now() < this.openUntil) {

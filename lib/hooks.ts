@@ -5,7 +5,7 @@ import { decodeEntry, encodeEntry, type CacheEntry, type HeaderValue } from './e
 import { httpDate } from './expiry.js'
 import { assertName, pathOf, variant, type KeyBuilder } from './keys.js'
 import { ttlFor, type ResolvedOptions, type RouteSettings } from './options.js'
-import { isNodeStream, payloadBytes, teeStream, weakEtag } from './payload.js'
+import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
 import type { Store } from './stores/store.js'
 
 export const kState = Symbol('fastify-http-cache.state')
@@ -106,8 +106,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       return
     }
     try {
-      const tags = route.tags === undefined ? [] : checkTags(await route.tags(request))
-      if (route.byPath) tags.push(pathTag(pathOf(request.url)))
+      const tags = await entryTags(route, request)
       await store.registerTags(route.base, tags)
       state.tags = tags
       state.generation = generation
@@ -153,7 +152,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     if (varyHeader !== '') reply.header('vary', mergeVary(reply.getHeader('vary'), varyHeader))
     const vary = reply.getHeader('vary')
     if (vary !== undefined && /(^|,)\s*\*\s*(,|$)/.test(String(vary))) return payload
-    if (responseForbidsStore(reply.getHeader('cache-control'), isPrivate) !== null) return payload
+    if (responseForbidsStore(reply.getHeader('cache-control'), isPrivate)) return payload
 
     const now = Date.now()
     let ttl: number | undefined
@@ -173,19 +172,17 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
 
     if (isNodeStream(payload)) {
       const handlerEtag = reply.getHeader('etag')
-      const headers = storedHeaders(reply)
+      const headers = endToEndHeaders(reply, statusHeader)
       return teeStream(payload, opts.maxEntrySize, (body) => {
-        const etag = typeof handlerEtag === 'string' ? handlerEtag : weakEtag(body)
-        write(request, state, { ...base, headers, body, etag })
+        write(request, state, { ...base, headers, body, etag: etagFor(handlerEtag, body) })
       })
     }
     const body = payloadBytes(payload)
     if (body === undefined || body.length > opts.maxEntrySize) return payload
 
-    const handlerEtag = reply.getHeader('etag')
-    const etag = typeof handlerEtag === 'string' ? handlerEtag : weakEtag(body)
+    const etag = etagFor(reply.getHeader('etag'), body)
     reply.header('etag', etag)
-    write(request, state, { ...base, headers: storedHeaders(reply), body, etag })
+    write(request, state, { ...base, headers: endToEndHeaders(reply, statusHeader), body, etag })
 
     if (status === 200 && notModified(request.headers, etag, reply.getHeader('last-modified'))) {
       reply.code(304)
@@ -206,10 +203,6 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       })
       .finally(() => ctx.pending.delete(p))
     ctx.pending.add(p)
-  }
-
-  function storedHeaders (reply: FastifyReply): Record<string, HeaderValue> {
-    return endToEndHeaders(reply, statusHeader)
   }
 
   return { lookup, onSend }
@@ -233,6 +226,13 @@ export function endToEndHeaders (reply: FastifyReply, statusHeader: string | fal
 export function varyByValue (value: unknown): string {
   if (typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))) return String(value)
   throw new TypeError(`fastify-http-cache: varyBy must return a string or a number, got ${value === null ? 'null' : typeof value}`)
+}
+
+/** The tags an entry of this route carries: its own, and its path's when autoInvalidate indexes it. */
+export async function entryTags (route: RouteSettings, request: FastifyRequest): Promise<string[]> {
+  const tags = route.tags === undefined ? [] : checkTags(await route.tags(request))
+  if (route.byPath) tags.push(pathTag(pathOf(request.url)))
+  return tags
 }
 
 export function checkTags (tags: unknown): string[] {

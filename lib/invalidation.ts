@@ -1,11 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteFinder } from './api.js'
 import { encodeEntry } from './entry.js'
-import { checkTags, entryKey, pathTag, varyByValue, type HookContext } from './hooks.js'
+import { checkTags, entryKey, entryTags, pathTag, varyByValue, type HookContext } from './hooks.js'
 import { httpDate } from './expiry.js'
 import { ancestors, pathOf } from './keys.js'
 import { ttlFor, type WriteSettings } from './options.js'
-import { payloadBytes, weakEtag } from './payload.js'
+import { etagFor, payloadBytes } from './payload.js'
 
 // What a write-through entry keeps of the write's response: a GET of the resource answers with the
 // representation, not with the write's Location, cookies or status.
@@ -63,13 +63,11 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
       if (typeof value === 'string') headers[name] = value
     }
     if (read?.expires !== undefined) headers.expires = httpDate(Date.now() + ttl * 1000)
-    const etag = reply.getHeader('etag')
     // the entry carries what the GET route would have tagged it with, so tag and path evictions find it
-    const tags = read?.tags === undefined ? [] : checkTags(await read.tags(request))
-    if (read?.byPath === true) tags.push(pathTag(pathOf(request.url)))
+    const tags = read === undefined ? [] : await entryTags(read, request)
     await store.registerTags(base, tags)
     await store.write(key, base, encodeEntry({
-      v: 1, status: 200, headers, body, etag: typeof etag === 'string' ? etag : weakEtag(body), storedAt: Date.now(), ttl: ttl * 1000
+      v: 1, status: 200, headers, body, etag: etagFor(reply.getHeader('etag'), body), storedAt: Date.now(), ttl: ttl * 1000
     }), ttl * 1000, undefined, tags)
   }
 }

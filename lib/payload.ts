@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
 import { Transform, pipeline, type Readable } from 'node:stream'
 
-/** Weak validator from the body bytes (sha1 via node:crypto, as @fastify/etag does). */
-export function weakEtag (body: Buffer): string {
+/** The handler's own ETag, else a weak validator from the body bytes (sha1, as @fastify/etag does). */
+export function etagFor (handlerEtag: unknown, body: Buffer): string {
+  if (typeof handlerEtag === 'string') return handlerEtag
   return `W/"${body.length.toString(16)}-${createHash('sha1').update(body).digest('base64url')}"`
 }
 

@@ -97,7 +97,7 @@ type Client = (Redis | Cluster) & {
 export class RedisStore implements Store {
   readonly name = 'redis'
   readonly client: Client
-  readonly guard: Guard
+  private readonly guard: Guard
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, timeout: number, log: FastifyBaseLogger, private readonly owned: boolean) {
     this.client = client as Client
