@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { Redis, type Cluster } from 'ioredis'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import { createApi, createRouteFinder } from './lib/api.js'
 import { createHooks, kState, type HookContext } from './lib/hooks.js'
 import { KeyBuilder } from './lib/keys.js'
+import { L1, subscribe } from './lib/l1.js'
 import { resolveOptions, resolveRoute, resolveWriteRoute, type ResolvedOptions } from './lib/options.js'
 import { createWriteHook } from './lib/invalidation.js'
 import { MemoryStore } from './lib/stores/memory.js'
@@ -18,20 +20,39 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
   const opts = resolveOptions(options)
   const keys = new KeyBuilder(opts.prefix)
   const store = createStore(fastify, options.redis, keys, opts)
-  const ctx: HookContext = { opts, store, keys, pending: new Set() }
+  const redis = store instanceof RedisStore ? store : undefined
+  // the memory store is in process already: an L1 only makes sense in front of Redis
+  const l1 = redis !== undefined && opts.l1 !== undefined ? new L1(opts.l1.maxBytes, opts.l1.ttlMs) : undefined
+  const ctx: HookContext = {
+    opts,
+    store,
+    keys,
+    pending: new Set(),
+    l1,
+    locks: redis,
+    flights: new Map(),
+    refreshing: new Set(),
+    inject: async (url, headers) => await fastify.inject({ method: 'GET', url, headers }),
+    token: randomBytes(16).toString('hex')
+  }
   const routes = createRouteFinder(routerOptions(fastify))
+  let subscription: { close: () => void } | undefined
+  if (l1 !== undefined && redis !== undefined) {
+    redis.invalidated = (what) => l1.apply(what)
+    subscription = subscribe(redis.client, keys.channel(), l1, fastify.log)
+  }
 
   // The plugin sends nothing to a client that is not ready (no offline queueing), so give a client
   // still connecting a bounded moment; a Redis down at boot must not keep the app from starting.
-  if (store instanceof RedisStore && !(await store.waitReady(STARTUP_WAIT_MS))) {
+  if (redis !== undefined && !(await redis.waitReady(STARTUP_WAIT_MS))) {
     fastify.log.warn('fastify-http-cache: Redis not ready at startup, serving without cache until it is')
   }
 
   fastify.decorateRequest(kState, null)
-  fastify.decorate('cache', createApi(opts, store, keys, routes, fastify.log))
+  fastify.decorate('cache', createApi(ctx, routes, fastify.log))
 
   // Only opted-in routes get hooks: every other route pays nothing.
-  fastify.addHook('onRoute', (route: RouteOptions) => {
+  fastify.addHook('onRoute', function (this: FastifyInstance, route: RouteOptions) {
     const cfg = route.config?.cache
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     const where = `${methods.join(',')} ${route.url}`
@@ -57,9 +78,10 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     const last = onSend.length - 1
     const autoHead = methods.length === 1 && methods[0] === 'HEAD' && last >= 0 && onSend[last].name === 'headRouteOnSendHandler'
     const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead)
-    // A HIT must not skip the route's own checks (auth in preValidation/preHandler): such routes look
-    // up after them. Others look up in onRequest, before any parsing or validation work.
-    if (asArray(route.preValidation).length > 0 || asArray(route.preHandler).length > 0) {
+    // A HIT must not skip the checks that guard the route (auth in preValidation/preHandler, its own or
+    // its context's): such routes look up after them. Others look up in onRequest, after every onRequest
+    // hook (their own are ahead of this one), before any parsing or validation work.
+    if (asArray(route.preValidation).length > 0 || asArray(route.preHandler).length > 0 || guardedContext(this)) {
       route.preHandler = [...asArray(route.preHandler), hooks.lookup]
     } else {
       route.onRequest = [...asArray(route.onRequest), hooks.lookup]
@@ -69,23 +91,37 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
   })
 
   fastify.addHook('onClose', async () => {
+    subscription?.close()
     await Promise.allSettled([...ctx.pending])
     await store.close()
   })
 }
 
 function createStore (fastify: FastifyInstance, redis: types.HttpCacheOptions['redis'], keys: KeyBuilder, opts: ResolvedOptions): Store {
-  const timeout = opts.timeout
+  const settings = { timeout: opts.timeout, log: fastify.log, maxOrigins: opts.maxOrigins }
   if (typeof redis === 'string') {
-    // our own client: no retries or offline queueing behind the plugin's back
-    const client = new Redis(redis, { maxRetriesPerRequest: 1, connectTimeout: 2000 })
+    // our own client: no retries or offline queueing behind the plugin's back; commands of concurrent
+    // requests share round trips (auto-pipelining)
+    const client = new Redis(redis, { maxRetriesPerRequest: 1, connectTimeout: 2000, enableAutoPipelining: true })
     client.on('error', (err) => fastify.log.debug({ err }, 'fastify-http-cache: Redis connection error'))
-    return new RedisStore(client, keys, timeout, fastify.log, true)
+    return new RedisStore(client, keys, { ...settings, owned: true })
   }
-  if (redis !== undefined) return new RedisStore(redis, keys, timeout, fastify.log, false)
+  if (redis !== undefined) return new RedisStore(redis, keys, { ...settings, owned: false })
   const shared = fastify.hasDecorator('redis') ? (fastify as unknown as { redis: Redis | Cluster }).redis : undefined
-  if (shared !== undefined && typeof shared.mgetBuffer === 'function') return new RedisStore(shared, keys, timeout, fastify.log, false)
-  return new MemoryStore(opts.memoryMaxBytes)
+  if (shared !== undefined && typeof shared.mgetBuffer === 'function') return new RedisStore(shared, keys, { ...settings, owned: false })
+  return new MemoryStore(opts.memoryMaxBytes, opts.maxOrigins)
+}
+
+const kHooks = (instance: FastifyInstance): symbol | undefined =>
+  Object.getOwnPropertySymbols(instance).find((s) => s.description === 'fastify.hooks')
+
+// Whether the context a route is declared in has preValidation/preHandler hooks (e.g. an auth plugin's).
+// Fastify keeps them internally; read them where present, and assume the worst when not readable.
+function guardedContext (instance: FastifyInstance): boolean {
+  const symbol = kHooks(instance)
+  const hooks = symbol === undefined ? undefined : (instance as unknown as Record<symbol, Record<string, unknown[]> | undefined>)[symbol]
+  if (hooks === undefined) return true
+  return (hooks.preValidation?.length ?? 0) > 0 || (hooks.preHandler?.length ?? 0) > 0
 }
 
 function asArray<T> (hooks: T | T[] | undefined): T[] {
@@ -117,6 +153,7 @@ declare namespace httpCache {
   export type EvictOptions = types.EvictOptions
   export type GroupOptions = types.GroupOptions
   export type WrapOptions<A extends unknown[]> = types.WrapOptions<A>
+  export type LockOptions = types.LockOptions
   export { httpCache as default, httpCache }
 }
 Object.assign(plugin, { default: plugin, httpCache: plugin })

@@ -1,10 +1,9 @@
 import FindMyWay from 'find-my-way'
 import type { FastifyBaseLogger } from 'fastify'
 import { decodeValue, encodeValue } from './entry.js'
-import { entryKey, varyByValue } from './hooks.js'
-import { assertName, type KeyBuilder } from './keys.js'
-import { checkTtl, routeNamespace, type ResolvedOptions, type RouteSettings } from './options.js'
-import type { Store } from './stores/store.js'
+import { entryKeyRest, varyByValue, type HookContext } from './hooks.js'
+import { assertName, entryRest } from './keys.js'
+import { checkTtl, routeNamespace, type RouteSettings } from './options.js'
 import type { CacheValueOptions, GroupOptions, HttpCacheApi, WrapOptions } from './types.js'
 
 export interface RouteFinder {
@@ -28,7 +27,7 @@ export function createRouteFinder (routerOptions: FindMyWay.Config<FindMyWay.HTT
   }
 }
 
-export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder, routes: RouteFinder, log: FastifyBaseLogger): HttpCacheApi {
+export function createApi ({ opts, store, keys }: HookContext, routes: RouteFinder, log: FastifyBaseLogger): HttpCacheApi {
   // a namespace given here combines with the plugin's exactly as a route's does
   const namespaceOf = (o: { namespace?: string } | undefined): string | undefined =>
     routeNamespace('namespace', o?.namespace, opts)
@@ -64,17 +63,21 @@ export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder
       return await store.evictTag(assertName('tag', tag))
     },
     async evict (url, options) {
-      if (typeof url !== 'string' || !url.startsWith('/')) throw new TypeError(`fastify-http-cache: evict() takes a URL path starting with "/", got ${JSON.stringify(url)}`)
-      const route = routes.settingsOf(url)
+      const { path, origin } = target(url, opts.keyOrigin)
+      const route = routes.settingsOf(path)
       if (route === undefined) {
         const base = baseOf(options)
-        return await store.delete(keys.entry(base, url), base)
+        return (await store.deleteUrl(base, entryRest(path, undefined), origin)) > 0
       }
       const base = options?.group !== undefined || options?.namespace !== undefined
         ? keys.base(options.group === undefined ? route.group : assertName('group', options.group), options.namespace === undefined ? route.namespace : namespaceOf(options))
         : route.base
-      const key = entryKey(keys, { ...route, base }, url, lowerCase(options?.headers), options?.varyBy === undefined ? undefined : varyByValue(options.varyBy), options?.key)
-      return await store.delete(key, base)
+      if (route.key !== undefined) {
+        if (typeof options?.key !== 'string' || options.key.length === 0) throw new TypeError('fastify-http-cache: evict() of a route with a key builder needs options.key')
+        return await store.delete(keys.custom(base, options.key), base)
+      }
+      const by = options?.varyBy === undefined ? undefined : varyByValue(options.varyBy)
+      return (await store.deleteUrl(base, entryKeyRest(route, path, lowerCase(options?.headers), by), origin)) > 0
     },
     async get<T> (key: string, options?: GroupOptions) {
       const base = baseOf(options)
@@ -133,6 +136,18 @@ export function createApi (opts: ResolvedOptions, store: Store, keys: KeyBuilder
       return await store.clear(keys.namespaceStart(namespaceOf(options)))
     }
   }
+}
+
+// A path evicts the URL under every origin; an absolute URL under its own (and its forwarded variants).
+function target (url: unknown, keyOrigin: boolean): { path: string, origin: string | undefined } {
+  if (typeof url === 'string' && url.startsWith('/')) return { path: url, origin: undefined }
+  if (typeof url === 'string' && /^https?:\/\//i.test(url)) {
+    try {
+      const u = new URL(url)
+      return { path: u.pathname + u.search, origin: keyOrigin ? `${u.protocol.slice(0, -1)}://${u.host}` : undefined }
+    } catch {}
+  }
+  throw new TypeError(`fastify-http-cache: evict() takes a URL path starting with "/" or an absolute http(s) URL, got ${JSON.stringify(url)}`)
 }
 
 function lowerCase (headers: Record<string, string | string[] | undefined> | undefined): Record<string, string | string[] | undefined> {

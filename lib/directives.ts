@@ -1,6 +1,9 @@
 import { parse } from '@tusbar/cache-control'
 import type { FastifyRequest } from 'fastify'
 
+/** A refresh requested by this plugin (stale-while-revalidate): skip the read, store the response. */
+export const REFRESH: RequestDirectives = Object.freeze({ bypass: false, refresh: true, maxAge: null })
+
 /** What the client asked of the cache (RFC 9111 §5.2.1). */
 export interface RequestDirectives {
   /** no-store: neither read nor write. */
@@ -11,10 +14,11 @@ export interface RequestDirectives {
   maxAge: number | null
 }
 
-const NONE: RequestDirectives = Object.freeze({ bypass: false, refresh: false, maxAge: null })
+export const NONE: RequestDirectives = Object.freeze({ bypass: false, refresh: false, maxAge: null })
 
 export function requestDirectives (req: FastifyRequest): RequestDirectives {
   const cc = req.headers['cache-control']
+  if (cc === undefined && req.headers.pragma === undefined) return NONE
   if (cc === undefined) {
     // Pragma counts only when Cache-Control is absent (RFC 9111 §5.4)
     const pragma = req.headers.pragma
@@ -28,15 +32,32 @@ export function requestDirectives (req: FastifyRequest): RequestDirectives {
   return d.maxAge !== null ? { bypass: false, refresh: false, maxAge: d.maxAge } : NONE
 }
 
-/** Whether a handler's own Cache-Control makes its response unstorable (no-store, or private on a shared route). */
-export function responseForbidsStore (cacheControl: unknown, routeIsPrivate: boolean): boolean {
-  if (cacheControl === undefined) return false
-  const d = parse(Array.isArray(cacheControl) ? cacheControl.join(', ') : String(cacheControl))
-  return d.noStore === true || (d.private === true && !routeIsPrivate)
+/** What a handler's own Cache-Control says about storing its response. */
+export interface ResponseDirectives {
+  /** no-store, or private on a shared route: not stored. */
+  forbid: boolean
+  /** stale-while-revalidate / stale-if-error in seconds, when the handler set them. */
+  swr: number | null
+  sie: number | null
 }
 
-/** The Cache-Control this plugin sends with a cached response. */
-export function cacheControlFor (ttlSeconds: number, remainingSeconds: number, isPrivate: boolean): string {
-  const scope = isPrivate ? 'private, ' : ''
-  return ttlSeconds === 0 ? `${scope}no-cache` : `${scope}max-age=${remainingSeconds}`
+const NOTHING: ResponseDirectives = Object.freeze({ forbid: false, swr: null, sie: null })
+
+export function responseDirectives (cacheControl: unknown, routeIsPrivate: boolean): ResponseDirectives {
+  if (cacheControl === undefined) return NOTHING
+  const d = parse(Array.isArray(cacheControl) ? cacheControl.join(', ') : String(cacheControl))
+  return {
+    forbid: d.noStore === true || (d.private === true && !routeIsPrivate),
+    swr: d.staleWhileRevalidate,
+    sie: d.staleIfError
+  }
+}
+
+/** The Cache-Control this plugin sends with a cached response (the stale windows in seconds). */
+export function cacheControlFor (ttlSeconds: number, remainingSeconds: number, isPrivate: boolean, swr: number, sie: number): string {
+  let cc = isPrivate ? 'private, ' : ''
+  cc += ttlSeconds === 0 ? 'no-cache' : `max-age=${remainingSeconds}`
+  if (swr > 0) cc += `, stale-while-revalidate=${swr}`
+  if (sie > 0) cc += `, stale-if-error=${sie}`
+  return cc
 }

@@ -4,7 +4,6 @@ export type HeaderValue = string | string[]
 
 /** One stored response. Times are milliseconds so freshness can be judged in process, not by Redis TTLs. */
 export interface CacheEntry {
-  v: 1
   status: number
   /** End-to-end headers as the handler sent them, lower-case names, repeated ones as arrays in order. */
   headers: Record<string, HeaderValue>
@@ -14,35 +13,66 @@ export interface CacheEntry {
   storedAt: number
   /** Freshness lifetime in ms; 0 = fresh until evicted. */
   ttl: number
+  /** After expiry: ms it may still be served while one refresh runs (RFC 5861 stale-while-revalidate). */
+  swr: number
+  /** After expiry: ms it may still stand in for a failed handler (RFC 5861 stale-if-error). */
+  sie: number
   /** Request header values the response varied on (its `Vary` names), for secondary-key matching. */
-  vary?: Record<string, string>
+  vary: Record<string, string> | undefined
 }
 
 // Plain maps, no shared record structures: every instance (and version) can read every entry.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
+const VERSION = 2
 
-export function encodeEntry (entry: CacheEntry): Buffer {
-  return packr.pack(entry)
+// Stores that hand back the very same Buffer (memory, L1) decode it once.
+const decoded = new WeakMap<Buffer, CacheEntry>()
+
+/** A positional array: no field names stored per entry, and the cheapest shape to decode. */
+export function encodeEntry (e: CacheEntry): Buffer {
+  return packr.pack([VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null])
 }
 
-/** Decodes bytes from the store; anything that is not one of our entries reads as a miss (undefined). */
-export function decodeEntry (bytes: Buffer): CacheEntry | undefined {
-  let e: CacheEntry
+/**
+ * Decodes bytes from the store; anything that is not one of our entries reads as a miss (undefined).
+ * `memo`: the store returns the same Buffer on every hit, so the decoded entry is kept with it.
+ */
+export function decodeEntry (bytes: Buffer, memo = false): CacheEntry | undefined {
+  if (memo) {
+    const known = decoded.get(bytes)
+    if (known !== undefined) return known
+  }
+  let a: unknown[]
   try {
-    e = packr.unpack(bytes)
+    a = packr.unpack(bytes)
   } catch {
     return undefined
   }
-  if (e === null || typeof e !== 'object' || e.v !== 1 ||
-    !Number.isInteger(e.status) || e.status < 200 || e.status > 299 ||
-    !Buffer.isBuffer(e.body) || typeof e.etag !== 'string' ||
-    typeof e.storedAt !== 'number' || typeof e.ttl !== 'number' ||
-    e.headers === null || typeof e.headers !== 'object' || !validHeaders(e.headers) ||
-    (e.vary !== undefined && (e.vary === null || typeof e.vary !== 'object'))) {
+  if (!Array.isArray(a) || a.length !== 10 || a[0] !== VERSION) return undefined
+  const [, status, storedAt, ttl, swr, sie, etag, headers, body, vary] = a
+  if (!Number.isInteger(status) || (status as number) < 200 || (status as number) > 299 ||
+    !Buffer.isBuffer(body) || typeof etag !== 'string' || !FIELD_VALUE.test(etag) ||
+    !isTime(storedAt) || !isTime(ttl) || !isTime(swr) || !isTime(sie) ||
+    headers === null || typeof headers !== 'object' || !validHeaders(headers as Record<string, unknown>) ||
+    (vary !== null && !validVary(vary))) {
     return undefined
   }
+  const e: CacheEntry = {
+    status: status as number,
+    headers: headers as Record<string, HeaderValue>,
+    body,
+    etag,
+    storedAt: storedAt as number,
+    ttl: ttl as number,
+    swr: swr as number,
+    sie: sie as number,
+    vary: vary === null ? undefined : vary as Record<string, string>
+  }
+  if (memo) decoded.set(bytes, e)
   return e
 }
+
+const isTime = (n: unknown): boolean => typeof n === 'number' && n >= 0 && Number.isFinite(n)
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
@@ -60,6 +90,12 @@ function validHeaders (headers: Record<string, unknown>): boolean {
       return false
     }
   }
+  return true
+}
+
+function validVary (vary: unknown): boolean {
+  if (vary === null || typeof vary !== 'object' || Array.isArray(vary)) return false
+  for (const name in vary) if (typeof (vary as Record<string, unknown>)[name] !== 'string') return false
   return true
 }
 

@@ -1,9 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteFinder } from './api.js'
 import { encodeEntry } from './entry.js'
-import { checkTags, entryKey, entryTags, pathTag, varyByValue, type HookContext } from './hooks.js'
+import { checkTags, entryKeyRest, entryTags, pathTag, requestOrigin, varyByValue, type HookContext } from './hooks.js'
 import { httpDate } from './expiry.js'
-import { ancestors, pathOf } from './keys.js'
+import { ancestors, entryPrefixOf, entryRest, pathOf } from './keys.js'
 import { ttlFor, type WriteSettings } from './options.js'
 import { etagFor, payloadBytes } from './payload.js'
 
@@ -46,12 +46,21 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
   async function dropAndPut (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {
     const read = routes.settingsOf(request.url)
     const base = w.put?.group !== undefined ? keys.base(w.put.group, w.namespace) : read?.base ?? keys.base(opts.defaultGroup, w.namespace)
-    const by = read?.varyBy === undefined ? undefined : varyByValue(await read.varyBy(request))
-    const custom = read?.key === undefined ? undefined : await read.key(request)
-    const key = read === undefined ? keys.entry(base, request.url) : entryKey(keys, { ...read, base }, request.url, request.headers, by, custom)
     // delete first: it moves the group's generation, so a GET miss still holding older data cannot
-    // store it after the new entry; a GET missing after it reads the already-committed write
-    await store.delete(key, base)
+    // store it after the new entry; a GET missing after it reads the already-committed write.
+    // The URL goes under every origin it was stored for; the write-through lands under this request's.
+    let key: string
+    let origin: string | undefined
+    if (read?.key !== undefined) {
+      key = keys.custom(base, await read.key(request))
+      await store.delete(key, base)
+    } else {
+      const by = read?.varyBy === undefined ? undefined : varyByValue(await read.varyBy(request))
+      const rest = read === undefined ? entryRest(request.url, undefined) : entryKeyRest(read, request.url, request.headers, by)
+      await store.deleteUrl(base, rest)
+      origin = requestOrigin(opts, request)
+      key = entryPrefixOf(base) + origin + rest
+    }
     if (w.put === null) return
     const body = reply.statusCode === 204 ? undefined : payloadBytes(payload)
     if (body === undefined || body.length > opts.maxEntrySize) return
@@ -65,9 +74,11 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     if (read?.expires !== undefined) headers.expires = httpDate(Date.now() + ttl * 1000)
     // the entry carries what the GET route would have tagged it with, so tag and path evictions find it
     const tags = read === undefined ? [] : await entryTags(read, request)
+    const swr = (read?.staleWhileRevalidate ?? 0) * 1000
+    const sie = (read?.staleIfError ?? 0) * 1000
     await store.registerTags(base, tags)
     await store.write(key, base, encodeEntry({
-      v: 1, status: 200, headers, body, etag: etagFor(reply.getHeader('etag'), body), storedAt: Date.now(), ttl: ttl * 1000
-    }), ttl * 1000, undefined, tags)
+      status: 200, headers, body, etag: etagFor(reply.getHeader('etag'), body), storedAt: Date.now(), ttl: ttl * 1000, swr, sie, vary: undefined
+    }), ttl === 0 ? 0 : ttl * 1000 + Math.max(swr, sie), undefined, tags, origin)
   }
 }

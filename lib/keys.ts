@@ -1,6 +1,7 @@
 // Key layout. A group's keys share its hash tag, so each group is one slot on Redis Cluster:
 //   <prefix>[:<namespace>]:{<group>}:                  the group's base (its id in the stores)
-//     …e:GET:<path>?<canonical query>[ h:<vary values>][ u:<varyBy>]   response entries
+//     …e:GET:<origin><path>?<canonical query>[ h:<vary values>][ u:<varyBy>]   response entries
+//     …o                                              origins the group's entries were stored under
 //     …k:<custom key>                                 entries of routes with a key builder
 //     …v:<name>                                       application values (set, wrap)
 //     …i                                              index of the group's keys
@@ -9,6 +10,8 @@
 //   <prefix>:groups                                   bases that hold keys (for clear())
 //   <prefix>:tag:{<tag>}                              bases that hold keys carrying a tag (for evictTag())
 // A space separates the parts of an entry key: no request target or canonical query contains one.
+// The origin (`http://host`, plus any forwarding headers a handler could reflect) keeps a response
+// built for one host from answering another: no cache poisoning through Host or X-Forwarded-*.
 
 const NAME = /^[\w.:@/+=-]{1,200}$/
 const UNRESERVED = /^[\w.!~*'()-]*$/
@@ -33,9 +36,8 @@ export class KeyBuilder {
     return namespace === undefined ? `${this.prefix}:` : `${this.prefix}:${namespace}:`
   }
 
-  entry (base: string, url: string, variant?: string): string {
-    const key = `${base}e:GET:${normalizeUrl(url)}`
-    return variant === undefined ? key : `${key} ${variant}`
+  entry (base: string, origin: string, url: string, variant?: string): string {
+    return base + 'e:GET:' + origin + entryRest(url, variant)
   }
 
   custom (base: string, key: string): string {
@@ -50,6 +52,11 @@ export class KeyBuilder {
     return `${this.prefix}:groups`
   }
 
+  /** Pub/sub channel of evictions (see lib/stores/redis.ts). */
+  channel (): string {
+    return `${this.prefix}:invalidate`
+  }
+
   tagRegistry (tag: string): string {
     return `${this.prefix}:tag:{${tag}}`
   }
@@ -59,6 +66,43 @@ export class KeyBuilder {
 export const indexOf = (base: string): string => base + 'i'
 export const generationOf = (base: string): string => base + 'g'
 export const tagSetOf = (base: string, tag: string): string => `${base}t:${tag}`
+export const originsOf = (base: string): string => base + 'o'
+export const entryPrefixOf = (base: string): string => base + 'e:GET:'
+
+/** What follows the origin in an entry key. */
+export function entryRest (url: string, variant: string | undefined): string {
+  return variant === undefined ? normalizeUrl(url) : `${normalizeUrl(url)} ${variant}`
+}
+
+// Headers a proxy sets and a handler may build URLs from (even when Fastify does not trust them).
+const FORWARDING = ['x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-original-url', 'x-rewrite-url']
+// Forwarded (RFC 7239) counts by its host= and proto=: its for= differs per client and would split the cache.
+const FORWARDED_PARTS = /(?:^|[;,\s])(host|proto)\s*=\s*("[^"]*"|[^;,\s]*)/gi
+const PLAIN_HOST = /^[a-z0-9.:[\]-]*$/
+
+/**
+ * The origin part of an entry key: scheme and host as Fastify resolves them (trustProxy decides whether
+ * X-Forwarded-* count there), then every forwarding header present, trusted or not. Behind a proxy those
+ * are the same on every request (one variant); a client forging them gets entries of its own.
+ */
+export function originOf (protocol: string, host: string | undefined, headers: Record<string, string | string[] | undefined>): string {
+  let h = host === undefined ? '' : host.toLowerCase()
+  // `host:80` is `host` for http (and 443 for https), as URL parsers write it: evict('http://host/x') finds it
+  const port = protocol === 'https' ? ':443' : protocol === 'http' ? ':80' : undefined
+  if (port !== undefined && h.endsWith(port)) h = h.slice(0, -port.length)
+  let origin = protocol + '://' + (PLAIN_HOST.test(h) ? h : encodeURIComponent(h))
+  for (let i = 0; i < FORWARDING.length; i++) {
+    const value = headers[FORWARDING[i]]
+    if (value !== undefined) origin += ';' + FORWARDING[i] + '=' + encodeURIComponent(Array.isArray(value) ? value.join(',') : value)
+  }
+  const forwarded = headers.forwarded
+  if (forwarded !== undefined) {
+    let parts = ''
+    for (const m of (Array.isArray(forwarded) ? forwarded.join(',') : forwarded).matchAll(FORWARDED_PARTS)) parts += `${m[1].toLowerCase()}=${m[2]},`
+    if (parts !== '') origin += ';forwarded=' + encodeURIComponent(parts)
+  }
+  return origin
+}
 
 /** The part of an entry key that tells variants apart: the values of `vary` headers and the varyBy value. */
 export function variant (vary: readonly string[], headers: Record<string, string | string[] | undefined>, by: string | undefined): string | undefined {

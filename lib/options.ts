@@ -16,7 +16,20 @@ export interface ResolvedOptions {
   routeNamespaces: 'join' | 'replace'
   autoInvalidate: boolean
   clock: ExpiryClock
+  /** Key entries by origin (scheme, host, forwarding headers). */
+  keyOrigin: boolean
+  /** Origins one group may hold entries for. */
+  maxOrigins: number
+  /** In-process tier in front of Redis. */
+  l1: { maxBytes: number, ttlMs: number } | undefined
+  /** Route defaults. */
+  lock: LockSettings | null
+  staleWhileRevalidate: number
+  staleIfError: number
 }
+
+/** Cross-instance stampede lock: how long to wait for another instance's run, how long a lock holds (ms). */
+export interface LockSettings { wait: number, lease: number }
 
 export type TagSource = (request: FastifyRequest, reply: FastifyReply) => string[] | Promise<string[]>
 export type RequestTagSource = (request: FastifyRequest) => string[] | Promise<string[]>
@@ -38,6 +51,10 @@ export interface RouteSettings {
   varyBy: ((request: FastifyRequest) => string | number | Promise<string | number>) | undefined
   /** Index entries by path so writes to the path or its children evict them. */
   byPath: boolean
+  /** Seconds an expired entry may be served while it is refreshed / when the handler fails. */
+  staleWhileRevalidate: number
+  staleIfError: number
+  lock: LockSettings | null
 }
 
 /** What a write route's `config.cache` resolves to. */
@@ -53,8 +70,12 @@ export interface WriteSettings {
 }
 
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
-  'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone'])
-const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate'])
+  'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone', 'keyOrigin', 'maxOrigins', 'l1', 'lock',
+  'staleWhileRevalidate', 'staleIfError'])
+const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate',
+  'lock', 'staleWhileRevalidate', 'staleIfError'])
+const LOCK_WAIT_MS = 3000
+const LOCK_LEASE_MS = 10_000
 const WRITE_KEYS = new Set(['evict', 'put', 'ttl', 'group', 'tags', 'namespace', 'autoInvalidate'])
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const MAX_TTL = 100 * 365 * 24 * 3600 // beyond this a ttl is a unit mistake, not an intent
@@ -109,7 +130,13 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     namespace: undefined,
     routeNamespaces: 'join',
     autoInvalidate: false,
-    clock: createExpiryClock('UTC')
+    clock: createExpiryClock('UTC'),
+    keyOrigin: true,
+    maxOrigins: 100,
+    l1: undefined,
+    lock: null,
+    staleWhileRevalidate: 0,
+    staleIfError: 0
   }
   if (opts.prefix !== undefined) o.prefix = assertName('prefix', opts.prefix)
   if (opts.ttl !== undefined) o.ttl = checkTtl('ttl', opts.ttl)
@@ -140,12 +167,44 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
   }
   if (opts.autoInvalidate !== undefined) o.autoInvalidate = checkBool('autoInvalidate', opts.autoInvalidate)
   if (opts.timezone !== undefined) o.clock = createExpiryClock(assertTimezone('option "timezone"', opts.timezone))
+  if (opts.keyOrigin !== undefined) o.keyOrigin = checkBool('keyOrigin', opts.keyOrigin)
+  if (opts.maxOrigins !== undefined) o.maxOrigins = checkCount('maxOrigins', opts.maxOrigins)
+  if (opts.l1 !== undefined) {
+    const l1 = opts.l1
+    if (l1 === null || typeof l1 !== 'object' || Array.isArray(l1)) fail('l1', 'an object like { maxBytes, ttl }', l1)
+    checkUnknown('option in l1:', l1, new Set(['maxBytes', 'ttl']))
+    const ttl = l1.ttl === undefined ? 10 : checkTtl('l1.ttl', l1.ttl)
+    if (ttl === 0) fail('l1.ttl', 'at least 1 second (it bounds how long a copy outlives a lost invalidation)', ttl)
+    o.l1 = { maxBytes: l1.maxBytes === undefined ? 32 * 1024 * 1024 : checkSize('l1.maxBytes', l1.maxBytes), ttlMs: ttl * 1000 }
+  }
+  if (opts.lock !== undefined) o.lock = checkLock('lock', opts.lock, null)
+  if (opts.staleWhileRevalidate !== undefined) o.staleWhileRevalidate = checkTtl('staleWhileRevalidate', opts.staleWhileRevalidate)
+  if (opts.staleIfError !== undefined) o.staleIfError = checkTtl('staleIfError', opts.staleIfError)
   const r = opts.redis
   if (r !== undefined && typeof r !== 'string' && (r === null || typeof r !== 'object' || typeof (r as { mgetBuffer?: unknown }).mgetBuffer !== 'function')) {
     fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)
   }
   if (typeof r === 'string' && !/^rediss?:\/\//.test(r)) fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)
   return o
+}
+
+function checkCount (name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) fail(name, 'a whole number from 1', value)
+  return value
+}
+
+function checkLock (name: string, value: unknown, fallback: LockSettings | null): LockSettings | null {
+  if (value === false) return null
+  if (value === true) return fallback ?? { wait: LOCK_WAIT_MS, lease: LOCK_LEASE_MS }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(name, 'a boolean or { wait, lease } in milliseconds', value)
+  checkUnknown(`option in ${name}:`, value, new Set(['wait', 'lease']))
+  const ms = (field: 'wait' | 'lease', dflt: number): number => {
+    const v = (value as Record<string, unknown>)[field]
+    if (v === undefined) return dflt
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 600_000) fail(`${name}.${field}`, 'a whole number of milliseconds from 1 to 600000', v)
+    return v
+  }
+  return { wait: ms('wait', fallback?.wait ?? LOCK_WAIT_MS), lease: ms('lease', fallback?.lease ?? LOCK_LEASE_MS) }
 }
 
 function checkFunction<T> (name: string, value: unknown): T {
@@ -180,7 +239,10 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
     key: undefined,
     vary: [],
     varyBy: undefined,
-    byPath: o.autoInvalidate
+    byPath: o.autoInvalidate,
+    staleWhileRevalidate: o.staleWhileRevalidate,
+    staleIfError: o.staleIfError,
+    lock: o.lock
   }
   if (value !== true) {
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -208,6 +270,9 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
     }
     s.namespace = routeNamespace(name('namespace'), v.namespace, o)
     if (v.autoInvalidate !== undefined) s.byPath = o.autoInvalidate && checkBool(name('autoInvalidate'), v.autoInvalidate)
+    if (v.staleWhileRevalidate !== undefined) s.staleWhileRevalidate = checkTtl(name('staleWhileRevalidate'), v.staleWhileRevalidate)
+    if (v.staleIfError !== undefined) s.staleIfError = checkTtl(name('staleIfError'), v.staleIfError)
+    if (v.lock !== undefined) s.lock = checkLock(name('lock'), v.lock, o.lock)
   }
   s.base = keys.base(s.group, s.namespace)
   return s

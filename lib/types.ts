@@ -29,6 +29,33 @@ export interface HttpCacheOptions {
   autoInvalidate?: boolean
   /** IANA time zone of `expires: 'endOfDay' | 'endOfWeek'`. Default `UTC`. */
   timezone?: string
+  /**
+   * Key entries by origin: scheme and host as Fastify resolves them, plus any X-Forwarded-Host/-Proto/
+   * -Port/-Prefix, X-Original-URL, X-Rewrite-URL or Forwarded host/proto a request carries, so a response
+   * built from those headers never answers a request without them (cache poisoning). Default true.
+   */
+  keyOrigin?: boolean
+  /** Origins one group may hold entries for; responses for further origins are not stored. Default 100. */
+  maxOrigins?: number
+  /**
+   * In-process tier in front of Redis: entries read from Redis are kept here (LRU of `maxBytes`, default
+   * 32 MiB) for at most `ttl` seconds (default 10), dropped on every instance when evicted anywhere.
+   */
+  l1?: { maxBytes?: number, ttl?: number }
+  /** Default of the routes' `lock`. Default false. */
+  lock?: boolean | LockOptions
+  /** Default of the routes' `staleWhileRevalidate`, in seconds. Default 0. */
+  staleWhileRevalidate?: number
+  /** Default of the routes' `staleIfError`, in seconds. Default 0. */
+  staleIfError?: number
+}
+
+/** Cross-instance stampede lock. */
+export interface LockOptions {
+  /** Longest wait for another instance's run before running the handler anyway, in ms. Default 3000. */
+  wait?: number
+  /** How long a lock holds if its holder never releases it, in ms. Default 10000. */
+  lease?: number
 }
 
 /** Per-route options: `config: { cache: true | RouteCacheOptions }`. */
@@ -58,6 +85,18 @@ export interface RouteCacheOptions {
   namespace?: string
   /** false: writes to this path or its children do not evict this route's entries (autoInvalidate). */
   autoInvalidate?: boolean
+  /**
+   * Seconds an expired entry is still served (`x-cache: STALE`) while one background refresh runs
+   * (RFC 5861). A handler's own `Cache-Control: stale-while-revalidate=N` wins.
+   */
+  staleWhileRevalidate?: number
+  /** Seconds an expired entry stands in for a handler that throws or answers 5xx (RFC 5861). */
+  staleIfError?: number
+  /**
+   * Concurrent misses of one key always run the handler once per process; `lock: true` also makes
+   * instances sharing a Redis wait for one another (bounded, then the handler runs anyway).
+   */
+  lock?: boolean | LockOptions
 }
 
 /** Options of a write route (POST, PUT, PATCH, DELETE): `config: { cache: WriteCacheOptions }`. */

@@ -1,5 +1,8 @@
 import { test } from 'tap'
-import { ancestors, assertName, generationOf, indexOf, KeyBuilder, normalizeUrl, pathOf, tagSetOf, variant } from '../lib/keys.js'
+import { ancestors, assertName, generationOf, indexOf, KeyBuilder, normalizeUrl, originsOf, pathOf, tagSetOf, variant } from '../lib/keys.js'
+
+// The origin app.inject requests have (light-my-request's default Host); '' with keyOrigin: false.
+const O = 'http://localhost'
 
 // The slot Redis Cluster hashes: the text between the first `{` and the first `}` after it.
 function hashTag (key: string): string | undefined {
@@ -134,11 +137,13 @@ test('KeyBuilder: the group is the Redis hash tag, exactly once', async (t) => {
   const groups = ['default', 'g', 'users:42', 'a.b', 'x@y/z+w=v']
   for (const group of groups) {
     const built = [
-      keys.entry(keys.base(group), '/p?a=1'),
-      keys.entry(keys.base(group), '/a:b/c'),
+      keys.entry(keys.base(group), O, '/p?a=1'),
+      keys.entry(keys.base(group), O, '/a:b/c'),
+      keys.entry(keys.base(group), '', '/p?a=1'),
       keys.value(keys.base(group), 'name'),
       indexOf(keys.base(group)),
-      generationOf(keys.base(group))
+      generationOf(keys.base(group)),
+      originsOf(keys.base(group))
     ]
     for (const key of built) {
       t.equal(hashTag(key), group, `${key} hashes on its group`)
@@ -154,29 +159,35 @@ test('KeyBuilder: the group is the Redis hash tag, exactly once', async (t) => {
 
 test('KeyBuilder: braces in a URL or value name do not move the hash tag', async (t) => {
   const keys = new KeyBuilder('p')
-  t.equal(hashTag(keys.entry(keys.base('g'), '/a{b}c')), 'g')
-  t.equal(hashTag(keys.entry(keys.base('g'), '/x?q={h}')), 'g')
+  t.equal(hashTag(keys.entry(keys.base('g'), O, '/a{b}c')), 'g')
+  t.equal(hashTag(keys.entry(keys.base('g'), O, '/x?q={h}')), 'g')
+  t.equal(hashTag(keys.entry(keys.base('g'), 'http://{h}', '/x')), 'g', 'nor in an origin')
   t.equal(hashTag(keys.value(keys.base('g'), '{other}')), 'g')
   t.equal(hashTag(keys.value(keys.base('g'), '}{x}')), 'g')
 })
 
 test('KeyBuilder: layout', async (t) => {
   const keys = new KeyBuilder('pre')
-  t.equal(keys.entry(keys.base('g'), '/p?b=2&a=1'), 'pre:{g}:e:GET:/p?a=1&b=2')
-  t.equal(keys.entry(keys.base('g'), '/p?b=2&a=1'), keys.entry(keys.base('g'), '/p?a=1&b=2'), 'entries use the normalized URL')
-  t.not(keys.entry(keys.base('g'), '/p?tag=b&tag=a'), keys.entry(keys.base('g'), '/p?tag=a&tag=b'))
+  t.equal(keys.entry(keys.base('g'), O, '/p?b=2&a=1'), 'pre:{g}:e:GET:http://localhost/p?a=1&b=2')
+  t.equal(keys.entry(keys.base('g'), '', '/p?b=2&a=1'), 'pre:{g}:e:GET:/p?a=1&b=2', 'no origin (keyOrigin: false)')
+  t.equal(keys.entry(keys.base('g'), O, '/p?b=2&a=1', 'u:1'), 'pre:{g}:e:GET:http://localhost/p?a=1&b=2 u:1', 'a variant follows a space')
+  t.equal(keys.entry(keys.base('g'), O, '/p?b=2&a=1'), keys.entry(keys.base('g'), O, '/p?a=1&b=2'), 'entries use the normalized URL')
+  t.not(keys.entry(keys.base('g'), O, '/p?tag=b&tag=a'), keys.entry(keys.base('g'), O, '/p?tag=a&tag=b'))
+  t.not(keys.entry(keys.base('g'), O, '/x'), keys.entry(keys.base('g'), 'https://localhost', '/x'), 'origins separate entries')
   t.equal(keys.value(keys.base('g'), 'n'), 'pre:{g}:v:n')
   t.equal(indexOf(keys.base('g')), 'pre:{g}:i')
   t.equal(generationOf(keys.base('g')), 'pre:{g}:g')
+  t.equal(originsOf(keys.base('g')), 'pre:{g}:o')
   t.equal(keys.groups(), 'pre:groups')
-  t.not(new KeyBuilder('a').entry('http-cache:{g}:', '/x'), new KeyBuilder('b').entry('b:{g}:', '/x'), 'prefixes separate instances')
+  t.not(new KeyBuilder('a').entry('http-cache:{g}:', O, '/x'), new KeyBuilder('b').entry('b:{g}:', O, '/x'), 'prefixes separate instances')
 })
 
-test('KeyBuilder: entry, value, index and generation keys never coincide', async (t) => {
+test('KeyBuilder: entry, value, index, generation and origins keys never coincide', async (t) => {
   const prefixes = ['http-cache', 'a', 'a:b']
   const groups = ['default', 'g', 'e', 'v', 'i', 'a', 'a:b', 'g:i', 'default:e:GET:']
   const urls = ['/', '/x', '/a:b', '/a/b', '/p?a=1', '/i', '/g', ':i', '/x?y', '/e:GET:/x']
-  const names = ['x', 'i', 'g', 'e', 'e:GET:/x', 'GET:/x', ':i', 'v:x', '/x', '{g}']
+  const names = ['x', 'i', 'g', 'e', 'o', 'e:GET:/x', 'GET:/x', ':i', 'v:x', '/x', '{g}']
+  const origins = ['', O, 'https://localhost', 'http://localhost;x-forwarded-host=a']
   const seen = new Map<string, string>()
   let total = 0
   const add = (key: string, what: string): void => {
@@ -191,7 +202,10 @@ test('KeyBuilder: entry, value, index and generation keys never coincide', async
     for (const group of groups) {
       add(indexOf(keys.base(group)), `index(${prefix}, ${group})`)
       add(generationOf(keys.base(group)), `generation(${prefix}, ${group})`)
-      for (const url of urls) add(keys.entry(keys.base(group), url), `entry(${prefix}, ${group}, ${url})`)
+      add(originsOf(keys.base(group)), `origins(${prefix}, ${group})`)
+      for (const origin of origins) {
+        for (const url of urls) add(keys.entry(keys.base(group), origin, url), `entry(${prefix}, ${group}, ${origin}, ${url})`)
+      }
       for (const name of names) add(keys.value(keys.base(group), name), `value(${prefix}, ${group}, ${name})`)
     }
   }
@@ -201,8 +215,8 @@ test('KeyBuilder: entry, value, index and generation keys never coincide', async
 test('KeyBuilder: namespaces sit before the hash tag; clear() finds a namespace and those below it', async (t) => {
   const keys = new KeyBuilder('pre')
   t.equal(keys.base('g', 'v1'), 'pre:v1:{g}:')
-  t.equal(hashTag(keys.entry(keys.base('g', 'v1'), '/x')), 'g', 'one slot per group whatever the namespace')
-  t.not(keys.entry(keys.base('g', 'v1'), '/x'), keys.entry(keys.base('g', 'v2'), '/x'))
+  t.equal(hashTag(keys.entry(keys.base('g', 'v1'), O, '/x')), 'g', 'one slot per group whatever the namespace')
+  t.not(keys.entry(keys.base('g', 'v1'), O, '/x'), keys.entry(keys.base('g', 'v2'), O, '/x'))
   t.ok(keys.base('g', 'v1').startsWith(keys.namespaceStart('v1')))
   t.ok(keys.base('g', 'v1:beta').startsWith(keys.namespaceStart('v1')), 'sub-namespaces clear with their parent')
   t.notOk(keys.base('g', 'v10').startsWith(keys.namespaceStart('v1')), 'v10 is not below v1')
@@ -220,8 +234,8 @@ test('variants: vary header values and varyBy are part of the key, unambiguously
   t.equal(variant(['x'], { x: ['1', '2'] }, 'u'), 'h:x=1%2C%202 u:u')
   t.not(variant([], {}, 'a u:b'), variant(['x'], {}, 'a'), 'no value forges another part')
   const keys = new KeyBuilder('p')
-  t.not(keys.entry(keys.base('g'), '/x', 'u:1'), keys.entry(keys.base('g'), '/x', 'u:2'))
-  t.not(keys.entry(keys.base('g'), '/x'), keys.entry(keys.base('g'), '/x', 'u:1'))
+  t.not(keys.entry(keys.base('g'), O, '/x', 'u:1'), keys.entry(keys.base('g'), O, '/x', 'u:2'))
+  t.not(keys.entry(keys.base('g'), O, '/x'), keys.entry(keys.base('g'), O, '/x', 'u:1'))
 })
 
 test('paths and their ancestors (autoInvalidate)', async (t) => {

@@ -153,20 +153,20 @@ t.test('redis: two apps sharing one Redis', async (t) => {
     two.get('/x', { config: { cache: true } }, async () => ({ app: 'two', run: ++calls.two }))
 
     t.equal((await one.inject('/x')).headers['x-cache'], 'MISS')
-    await stored(inspect, prefix, 'http-cache:app1:{default}:', 'http-cache:app1:{default}:e:GET:/x')
+    await stored(inspect, prefix, 'http-cache:app1:{default}:', 'http-cache:app1:{default}:e:GET:http://localhost/x')
     const first = await two.inject('/x')
     t.equal(first.headers['x-cache'], 'MISS', 'app2 does not see app1\'s entry')
     t.same(first.json(), { app: 'two', run: 1 })
-    await stored(inspect, prefix, 'http-cache:app2:{default}:', 'http-cache:app2:{default}:e:GET:/x')
+    await stored(inspect, prefix, 'http-cache:app2:{default}:', 'http-cache:app2:{default}:e:GET:http://localhost/x')
 
     t.same((await one.inject('/x')).json(), { app: 'one', run: 1 })
     t.same((await two.inject('/x')).json(), { app: 'two', run: 1 })
     t.same(calls, { one: 1, two: 1 })
 
     t.same((await inspect.keys('http-cache:*:e:*')).sort(), [
-      'http-cache:app1:{default}:e:GET:/x',
-      'http-cache:app2:{default}:e:GET:/x'
-    ], 'entry keys: <prefix>:<namespace>:{<group>}:e:GET:<url>')
+      'http-cache:app1:{default}:e:GET:http://localhost/x',
+      'http-cache:app2:{default}:e:GET:http://localhost/x'
+    ], 'entry keys: <prefix>:<namespace>:{<group>}:e:GET:<origin><url>')
     t.same((await inspect.smembers('http-cache:groups')).sort(), ['http-cache:app1:{default}:', 'http-cache:app2:{default}:'])
   })
 
@@ -180,18 +180,18 @@ t.test('redis: two apps sharing one Redis', async (t) => {
     replaced.get('/plain', { config: { cache: { group: 'g' } } }, async () => 'replaced plain')
 
     await joined.inject('/v1/x')
-    await stored(inspect, prefix, `${prefix}:app1:v1:{default}:`, `${prefix}:app1:v1:{default}:e:GET:/v1/x`)
+    await stored(inspect, prefix, `${prefix}:app1:v1:{default}:`, `${prefix}:app1:v1:{default}:e:GET:http://localhost/v1/x`)
     await joined.inject('/plain')
-    await stored(inspect, prefix, `${prefix}:app1:{g}:`, `${prefix}:app1:{g}:e:GET:/plain`)
+    await stored(inspect, prefix, `${prefix}:app1:{g}:`, `${prefix}:app1:{g}:e:GET:http://localhost/plain`)
     await replaced.inject('/v1/x')
-    await stored(inspect, prefix, `${prefix}:v1:{default}:`, `${prefix}:v1:{default}:e:GET:/v1/x`)
+    await stored(inspect, prefix, `${prefix}:v1:{default}:`, `${prefix}:v1:{default}:e:GET:http://localhost/v1/x`)
     await replaced.inject('/plain')
-    await stored(inspect, prefix, `${prefix}:app2:{g}:`, `${prefix}:app2:{g}:e:GET:/plain`)
+    await stored(inspect, prefix, `${prefix}:app2:{g}:`, `${prefix}:app2:{g}:e:GET:http://localhost/plain`)
     t.same((await inspect.keys(`${prefix}:*:e:*`)).sort(), [
-      `${prefix}:app1:v1:{default}:e:GET:/v1/x`,
-      `${prefix}:app1:{g}:e:GET:/plain`,
-      `${prefix}:app2:{g}:e:GET:/plain`,
-      `${prefix}:v1:{default}:e:GET:/v1/x`
+      `${prefix}:app1:v1:{default}:e:GET:http://localhost/v1/x`,
+      `${prefix}:app1:{g}:e:GET:http://localhost/plain`,
+      `${prefix}:app2:{g}:e:GET:http://localhost/plain`,
+      `${prefix}:v1:{default}:e:GET:http://localhost/v1/x`
     ], 'joined: <plugin>:<route>; replaced: <route> alone; no route namespace: the plugin\'s')
 
     const hit = await replaced.inject('/v1/x')
@@ -208,9 +208,9 @@ t.test('redis: two apps sharing one Redis', async (t) => {
     }
     for (const [app, ns] of [[one, 'app1'], [two, 'app2']] as const) {
       await app.inject('/x')
-      await stored(inspect, prefix, `${prefix}:${ns}:{pages}:`, `${prefix}:${ns}:{pages}:e:GET:/x`)
+      await stored(inspect, prefix, `${prefix}:${ns}:{pages}:`, `${prefix}:${ns}:{pages}:e:GET:http://localhost/x`)
       await app.inject('/v1/y')
-      await stored(inspect, prefix, `${prefix}:${ns}:v1:{default}:`, `${prefix}:${ns}:v1:{default}:e:GET:/v1/y`)
+      await stored(inspect, prefix, `${prefix}:${ns}:v1:{default}:`, `${prefix}:${ns}:v1:{default}:e:GET:http://localhost/v1/y`)
     }
 
     t.equal(await one.cache.clear(), 2, 'app1 and app1:v1')
@@ -218,7 +218,7 @@ t.test('redis: two apps sharing one Redis', async (t) => {
     t.equal((await one.inject('/v1/y')).headers['x-cache'], 'MISS')
     t.equal((await two.inject('/x')).headers['x-cache'], 'HIT', 'app2 keeps its entries')
     t.equal((await two.inject('/v1/y')).headers['x-cache'], 'HIT')
-    t.same((await inspect.keys(`${prefix}:app2:*:e:*`)).sort(), [`${prefix}:app2:v1:{default}:e:GET:/v1/y`, `${prefix}:app2:{pages}:e:GET:/x`])
+    t.same((await inspect.keys(`${prefix}:app2:*:e:*`)).sort(), [`${prefix}:app2:v1:{default}:e:GET:http://localhost/v1/y`, `${prefix}:app2:{pages}:e:GET:http://localhost/x`])
   })
 
   t.test('app1 does not clear app10 (a namespace that merely starts with the same letters)', async (t) => {
@@ -227,9 +227,9 @@ t.test('redis: two apps sharing one Redis', async (t) => {
     const app10 = await make(t, { prefix, namespace: 'app10' })
     for (const app of [app1, app10]) app.get('/x', { config: { cache: true } }, async () => 'x')
     await app1.inject('/x')
-    await stored(inspect, prefix, `${prefix}:app1:{default}:`, `${prefix}:app1:{default}:e:GET:/x`)
+    await stored(inspect, prefix, `${prefix}:app1:{default}:`, `${prefix}:app1:{default}:e:GET:http://localhost/x`)
     await app10.inject('/x')
-    await stored(inspect, prefix, `${prefix}:app10:{default}:`, `${prefix}:app10:{default}:e:GET:/x`)
+    await stored(inspect, prefix, `${prefix}:app10:{default}:`, `${prefix}:app10:{default}:e:GET:http://localhost/x`)
     t.equal(await app1.cache.clear(), 1)
     t.equal((await app10.inject('/x')).headers['x-cache'], 'HIT')
     t.equal((await app1.inject('/x')).headers['x-cache'], 'MISS')

@@ -54,7 +54,20 @@ const badOptions: Array<[string, unknown, RegExp]> = [
   ['defaultGroup with braces', { defaultGroup: '{g}' }, /defaultGroup/],
   ['defaultGroup with a close brace', { defaultGroup: 'g}' }, /defaultGroup/],
   ['defaultGroup empty', { defaultGroup: '' }, /defaultGroup/],
-  ['defaultGroup too long', { defaultGroup: 'g'.repeat(201) }, /defaultGroup/]
+  ['defaultGroup too long', { defaultGroup: 'g'.repeat(201) }, /defaultGroup/],
+  ['keyOrigin as a string', { keyOrigin: 'yes' }, /option "keyOrigin"/],
+  ['maxOrigins 0', { maxOrigins: 0 }, /option "maxOrigins"/],
+  ['maxOrigins fractional', { maxOrigins: 1.5 }, /option "maxOrigins"/],
+  ['l1 true', { l1: true }, /option "l1"/],
+  ['l1.maxBytes 0', { l1: { maxBytes: 0 } }, /option "l1\.maxBytes"/],
+  ['l1.ttl 0', { l1: { ttl: 0 } }, /option "l1\.ttl" must be at least 1 second/],
+  ['l1 with an unknown key', { l1: { max: 5 } }, /l1.*"max"/],
+  ['lock as a string', { lock: 'yes' }, /option "lock"/],
+  ['lock.wait 0', { lock: { wait: 0 } }, /option "lock\.wait"/],
+  ['lock.lease too long', { lock: { lease: 600_001 } }, /option "lock\.lease"/],
+  ['lock with an unknown key', { lock: { timeout: 5 } }, /lock.*"timeout"/],
+  ['staleWhileRevalidate negative', { staleWhileRevalidate: -1 }, /option "staleWhileRevalidate"/],
+  ['staleIfError as a string', { staleIfError: '1h' }, /option "staleIfError"/]
 ]
 
 for (const [name, options, message] of badOptions) {
@@ -92,7 +105,14 @@ test('register accepts valid edge values', async (t) => {
     { clientDirectives: false },
     { prefix: 'my-app:cache.v2' },
     { defaultGroup: 'users@v1/a+b=c' },
-    { ttl: undefined, prefix: undefined }
+    { ttl: undefined, prefix: undefined },
+    { keyOrigin: false, maxOrigins: 1 },
+    { l1: {} },
+    { l1: { maxBytes: 1, ttl: 1 } },
+    { lock: true },
+    { lock: false },
+    { lock: { wait: 1, lease: 600_000 } },
+    { staleWhileRevalidate: 0, staleIfError: MAX_TTL }
   ]
   for (const options of good) {
     t.equal(await registerError(t, options), undefined, JSON.stringify(options))
@@ -127,7 +147,11 @@ const badRoutes: Array<[string, RouteSpec, RegExp]> = [
   ['group with a space', { config: { cache: { group: 'a b' } } }, /config\.cache\.group of GET \/r/],
   ['private as a string', { config: { cache: { private: 'yes' } } }, /config\.cache\.private of GET \/r/],
   ['clientDirectives as a number', { config: { cache: { clientDirectives: 0 } } }, /config\.cache\.clientDirectives of GET \/r/],
-  ['unknown key tll', { config: { cache: { tll: 5 } } }, /unknown config\.cache option of GET \/r: "tll"/]
+  ['unknown key tll', { config: { cache: { tll: 5 } } }, /unknown config\.cache option of GET \/r: "tll"/],
+  ['staleWhileRevalidate fractional', { config: { cache: { staleWhileRevalidate: 0.5 } } }, /config\.cache\.staleWhileRevalidate of GET \/r/],
+  ['staleIfError negative', { config: { cache: { staleIfError: -1 } } }, /config\.cache\.staleIfError of GET \/r/],
+  ['lock as a number', { config: { cache: { lock: 1 } } }, /config\.cache\.lock of GET \/r/],
+  ['lock.wait as a string', { config: { cache: { lock: { wait: '1s' } } } }, /config\.cache\.lock of GET \/r\.wait/]
 ]
 
 for (const [name, route, message] of badRoutes) {

@@ -5,6 +5,7 @@ import { test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import type { Redis } from 'ioredis'
+import { pack, unpack } from 'msgpackr'
 import httpCache from '../index.js'
 import { decodeEntry, encodeEntry, type CacheEntry } from '../lib/entry.js'
 import { startRedis } from './helpers/redis.js'
@@ -55,8 +56,11 @@ async function stored (client: Redis, key: string): Promise<void> {
   await until(`${key} to be stored`, async () => (await client.exists(key)) === 1)
 }
 
-const E = (group: string, url: string, prefix = 'http-cache'): string => `${prefix}:{${group}}:e:GET:${url}`
+// app.inject requests come from light-my-request's default Host: their entries are keyed by this origin
+const ORIGIN = 'http://localhost'
+const E = (group: string, url: string, prefix = 'http-cache'): string => `${prefix}:{${group}}:e:GET:${ORIGIN}${url}`
 const I = (group: string, prefix = 'http-cache'): string => `${prefix}:{${group}}:i`
+const O = (group: string, prefix = 'http-cache'): string => `${prefix}:{${group}}:o`
 
 test('a MISS leaves the entry, the group index and the group registry in Redis', async (t) => {
   const redis = await startRedis(t)
@@ -79,6 +83,9 @@ test('a MISS leaves the entry, the group index and the group registry in Redis',
     t.equal(await r.sismember(I('default'), key), 1, 'entry key is in the group index')
     const [indexAt, entryAt] = [await r.pexpiretime(I('default')), await r.pexpiretime(key)]
     t.ok(indexAt >= entryAt, `the index (expires at ${indexAt}) outlives the entry (${entryAt})`)
+    t.same(await r.smembers(O('default')), [ORIGIN], 'the origin is recorded for the group')
+    const originsAt = await r.pexpiretime(O('default'))
+    t.ok(originsAt >= entryAt, `the origins set (expires at ${originsAt}) outlives the entry (${entryAt})`)
     await until('registry to list the group', async () => (await r.sismember('http-cache:groups', 'http-cache:{default}:')) === 1)
 
     const again = await app.inject('/plain?a=1&b=2')
@@ -104,6 +111,7 @@ test('a MISS leaves the entry, the group index and the group registry in Redis',
     await stored(r, key)
     t.equal(await r.pttl(key), -1)
     t.equal(await r.pttl(I('eternal')), -1)
+    t.equal(await r.pttl(O('eternal')), -1, 'nor its origins set')
     t.equal(await r.sismember(I('eternal'), key), 1)
     t.equal((await app.inject('/forever')).headers['x-cache'], 'HIT')
     t.equal(calls.forever, 1)
@@ -205,12 +213,17 @@ test('the stored entry decodes and holds only end-to-end headers', async (t) => 
   t.ok(raw !== null)
   const entry = decodeEntry(raw as Buffer)
   if (entry === undefined) throw new Error('stored entry does not decode')
-  t.equal(entry.v, 1)
+  const fields = unpack(raw as Buffer) as unknown[]
+  t.ok(Array.isArray(fields) && fields.length === 10, 'stored as a positional array of 10 fields')
+  t.equal(fields[0], 2, 'led by the format version')
   t.equal(entry.status, 200)
   t.equal(entry.body.toString(), BODY)
   t.equal(entry.etag, res.headers.etag, 'the ETag sent with the MISS')
   t.match(entry.etag, /^W\/"/, 'a weak ETag computed from the body')
   t.equal(entry.ttl, 30_000)
+  t.equal(entry.swr, 0, 'no stale-while-revalidate')
+  t.equal(entry.sie, 0, 'no stale-if-error')
+  t.equal(entry.vary, undefined, 'the response varied on nothing')
   t.ok(entry.storedAt >= before && entry.storedAt <= Date.now(), 'storedAt is the write time in ms')
   t.same(entry.headers, {
     'content-type': 'text/plain; charset=utf-8',
@@ -262,11 +275,13 @@ test('evictGroup removes exactly the group, really, and the next GET is a MISS',
   for (const url of urls) await stored(r, E('g', url))
   await stored(r, E('h', '/h/1'))
   t.equal(await r.scard(I('g')), 3)
+  t.same(await r.smembers(O('g')), [ORIGIN])
 
   t.equal(await app.cache.evictGroup('g'), 3, 'the number of entries removed')
   for (const url of urls) t.equal(await r.exists(E('g', url)), 0, `${url} gone from Redis`)
   t.equal(await r.exists(I('g')), 0, 'the index is gone')
-  t.same(await keysMatching(r, 'http-cache:{g}:[ev]:*'), [], 'nothing left of the group but its generation')
+  t.equal(await r.exists(O('g')), 0, 'the origins set is gone')
+  t.same(await keysMatching(r, 'http-cache:{g}:*'), ['http-cache:{g}:g'], 'nothing left of the group but its generation')
   t.equal(await r.exists(E('h', '/h/1')), 1, 'other groups untouched')
   t.equal(await r.sismember(I('h'), E('h', '/h/1')), 1)
 
@@ -443,23 +458,31 @@ test('corrupt entries are misses and get replaced', async (t) => {
   await app.ready()
 
   const good: CacheEntry = {
-    v: 1,
     status: 200,
     headers: { 'content-type': 'text/plain; charset=utf-8' },
     body: Buffer.from('from the entry'),
     etag: '"e"',
     storedAt: Date.now(),
-    ttl: 60_000
+    ttl: 60_000,
+    swr: 0,
+    sie: 0,
+    vary: undefined
   }
+  // bad field values in the entry layout
   const bad = (e: unknown): Buffer => encodeEntry(e as CacheEntry)
+  // the fields of `good` as stored (a positional array led by the format version)
+  const fields = unpack(encodeEntry(good)) as unknown[]
+  const layout = (change: (fields: unknown[]) => unknown[]): Buffer => pack(change([...fields]))
   const cases: Record<string, Buffer | (() => Promise<unknown>)> = {
     garbage: Buffer.from([0xc1, 0xff, 0x00, 0x13, 0x37, 0xde, 0xad]),
     empty: Buffer.alloc(0),
     text: Buffer.from('hello world'),
     truncated: encodeEntry(good).subarray(0, 20),
-    'wrong shape': bad({ v: 1, status: 200, body: 'a string, not bytes' }),
-    array: bad([1, 2, 3]),
-    'future version': bad({ ...good, v: 2 }),
+    'wrong shape': layout((f) => { f[8] = 'a string, not bytes'; return f }),
+    array: pack([1, 2, 3]),
+    'an object (the previous layout)': pack({ v: 1, status: 200, headers: good.headers, body: good.body, etag: good.etag, storedAt: good.storedAt, ttl: good.ttl }),
+    'a field missing': layout((f) => f.slice(0, 9)),
+    'future version': layout((f) => { f[0] = 3; return f }),
     'non-2xx status': bad({ ...good, status: 500 }),
     'header value with CRLF': bad({ ...good, headers: { 'x-evil': 'a\r\nSet-Cookie: owned=1' } }),
     'header name with a space': bad({ ...good, headers: { 'bad name': 'x' } }),

@@ -42,7 +42,7 @@ test('a tag registry lives as long as the tag sets it points to, and no longer',
 
   await app.inject('/long')
   await app.inject('/brief')
-  await until('redis', async () => (await r.exists('http-cache:{default}:e:GET:/brief')) === 1)
+  await until('redis', async () => (await r.exists('http-cache:{default}:e:GET:http://localhost/brief')) === 1)
   await r.ping()
   const mixed = await r.pttl('http-cache:tag:{mixed}')
   t.ok(mixed > 3000 * 1000, `a shorter entry does not shorten the registry (${mixed} ms)`)

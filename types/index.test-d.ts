@@ -95,3 +95,15 @@ expectType<Promise<number>>(app.cache.clear({ namespace: 'v1' }))
 const loadUser = app.cache.wrap(async (id: number) => ({ id }), { key: (id) => `user:${id}`, ttl: 60, tags: (id) => [`user:${id}`] })
 expectType<(id: number) => Promise<{ id: number }>>(loadUser)
 expectError(app.cache.wrap(async (id: number) => id, { key: (id: string) => id }))
+
+// hardening and performance options
+expectAssignable<httpCache.HttpCacheOptions>({
+  l1: { maxBytes: 1024, ttl: 5 }, lock: { wait: 100, lease: 1000 }, keyOrigin: false, maxOrigins: 10, staleWhileRevalidate: 5, staleIfError: 60
+})
+expectAssignable<httpCache.HttpCacheOptions>({ lock: true })
+expectNotAssignable<httpCache.HttpCacheOptions>({ l1: { size: 5 } })
+expectNotAssignable<httpCache.HttpCacheOptions>({ lock: 'yes' })
+app.get('/stale', { config: { cache: { ttl: 10, staleWhileRevalidate: 30, staleIfError: 600, lock: { wait: 500 } } } }, async () => 's')
+expectError(app.get('/x', { config: { cache: { staleWhileRevalidate: 'long' } } }, async () => 'x'))
+expectError(app.get('/x', { config: { cache: { lock: { wait: 'long' } } } }, async () => 'x'))
+expectAssignable<httpCache.LockOptions>({ wait: 1, lease: 2 })

@@ -1,19 +1,22 @@
 import { LRUCache } from 'lru-cache'
-import type { Store } from './store.js'
+import { entryPrefixOf } from '../keys.js'
+import { originMatches, type Lookup, type Store } from './store.js'
 
 interface Slot { value: Buffer, group: string, tags: readonly string[] | undefined }
 
 /** Embedded store: a byte-bounded LRU (lru-cache) with per-group indexes, tag indexes and generations. */
 export class MemoryStore implements Store {
   readonly name = 'memory'
+  readonly stable = true
   private readonly lru: LRUCache<string, Slot>
   private readonly groups = new Map<string, Set<string>>()
   private readonly tags = new Map<string, Set<string>>()
   private readonly generations = new Map<string, number>()
+  private readonly origins = new Map<string, Set<string>>()
   // groups that registered each tag; bounded: a forgotten registration only weakens a rare race
   private readonly tagGroups = new LRUCache<string, Set<string>>({ max: 100_000 })
 
-  constructor (maxBytes: number) {
+  constructor (maxBytes: number, private readonly maxOrigins = Infinity) {
     this.lru = new LRUCache<string, Slot>({
       maxSize: maxBytes,
       // key and bookkeeping count too, or many tiny entries would outgrow the bound
@@ -24,12 +27,22 @@ export class MemoryStore implements Store {
     })
   }
 
-  async lookup (key: string, group: string): Promise<{ value: Buffer | null, generation: string }> {
-    return { value: this.lru.get(key)?.value ?? null, generation: String(this.generations.get(group) ?? 0) }
+  lookup (key: string, group: string): Lookup {
+    const slot = this.lru.get(key)
+    const gen = this.generations.get(group)
+    return { value: slot === undefined ? null : slot.value, generation: gen === undefined ? '0' : String(gen) }
   }
 
-  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[]): Promise<boolean> {
+  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
     if (generation !== undefined && generation !== String(this.generations.get(group) ?? 0)) return false
+    if (origin !== undefined) {
+      let known = this.origins.get(group)
+      if (known === undefined) this.origins.set(group, known = new Set())
+      if (!known.has(origin)) {
+        if (known.size >= this.maxOrigins) return false
+        known.add(origin)
+      }
+    }
     const old = this.lru.get(key)
     const slot = { value, group, tags }
     this.lru.set(key, slot, ttlMs > 0 ? { ttl: ttlMs } : undefined)
@@ -55,8 +68,18 @@ export class MemoryStore implements Store {
     return existed
   }
 
+  async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
+    this.bump(group)
+    const keys = new Set<string>()
+    for (const o of this.origins.get(group) ?? []) {
+      if (originMatches(origin, o)) keys.add(entryPrefixOf(group) + o + rest)
+    }
+    return this.drop(keys)
+  }
+
   async evictGroup (group: string): Promise<number> {
     this.bump(group)
+    this.origins.delete(group)
     return this.drop(this.groups.get(group))
   }
 

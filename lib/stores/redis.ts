@@ -1,10 +1,12 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { Guard } from '../guard.js'
-import { generationOf, indexOf, tagSetOf, type KeyBuilder } from '../keys.js'
-import type { Store } from './store.js'
+import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
+import type { Invalidation, Lookup, Store } from './store.js'
 
 // Every script touches only keys of one group (one hash tag), so each runs on one Cluster slot.
+// Scripts that remove or replace keys publish what they removed ('g<group>' or 'k<key>') on the
+// invalidation channel, atomically with the change: in-process tiers (L1) of every instance drop it.
 
 // A set that indexes keys lives as long as its longest-lived member (PERSIST for a ttl-0 member).
 // Adds `member` and returns 1 when that made the set live longer.
@@ -23,17 +25,24 @@ local function keep (set, member, ttl)
 end
 `
 
-// KEYS: entry, index, generation, tag sets… ARGV: value, ttl ms (0 = none), generation read at lookup
-// ('' = unconditional; a group never evicted has generation '0'). Returns 0 when not written (evicted
-// meanwhile), else {1 or 2 (first key of its group), flags of the tag sets made to live longer}.
+// KEYS: entry, index, generation, origins, tag sets… ARGV: value, ttl ms (0 = none), generation read at
+// lookup ('' = unconditional; a group never evicted has generation '0'), channel, max origins, origin
+// (absent: not an entry). Returns 0 when not written (evicted meanwhile, or one origin too many), else
+// {1 or 2 (first key of its group), flags of the tag sets made to live longer}.
 const WRITE = KEEP + `
 if ARGV[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
+if ARGV[6] then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
+  keep(KEYS[4], ARGV[6], ttl)
+end
+local replaced = redis.call('EXISTS', KEYS[1]) == 1
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
+if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
 local first = redis.call('EXISTS', KEYS[2]) == 0
 keep(KEYS[2], KEYS[1], ttl)
 local longer = ''
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   longer = longer .. keep(KEYS[i], KEYS[1], ttl)
 end
 -- drop up to two expired members per write so the index stays proportional to live keys
@@ -50,7 +59,8 @@ const REGISTER = KEEP + `
 return keep(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 `
 
-// KEYS: index, generation. Returns how many keys existed (the group's tag sets are not counted).
+// KEYS: index, generation, origins. ARGV: channel, group. Returns how many keys existed (the group's tag
+// sets are not counted).
 const EVICT_GROUP = `
 redis.call('INCR', KEYS[2])
 local keys = redis.call('SMEMBERS', KEYS[1])
@@ -58,13 +68,15 @@ local n = 0
 for i = 1, #keys, 500 do
   n = n + redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
 end
-redis.call('UNLINK', KEYS[1])
+redis.call('UNLINK', KEYS[1], KEYS[3])
+redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 return n
 `
 
-// KEYS: tag set, index, generation. Returns how many keys existed.
+// KEYS: tag set, index, generation. ARGV: channel, group. Returns how many keys existed.
 const EVICT_TAG = `
 redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 local keys = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for i = 1, #keys, 500 do
@@ -76,11 +88,36 @@ redis.call('UNLINK', KEYS[1])
 return n
 `
 
-// KEYS: key, index, generation.
+// KEYS: key, index, generation. ARGV: channel.
 const DELETE = `
 redis.call('INCR', KEYS[3])
 redis.call('SREM', KEYS[2], KEYS[1])
+redis.call('PUBLISH', ARGV[1], 'k' .. KEYS[1])
 return redis.call('UNLINK', KEYS[1])
+`
+
+// KEYS: origins, index, generation. ARGV: channel, entry prefix, rest of the key, origin ('' = every one).
+// Removes one URL's entries under the origins recorded for the group. Returns how many existed.
+const DELETE_URL = `
+redis.call('INCR', KEYS[3])
+local n = 0
+for _, origin in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if ARGV[4] == '' or origin == ARGV[4] or string.sub(origin, 1, #ARGV[4] + 1) == ARGV[4] .. ';' then
+    local key = ARGV[2] .. origin .. ARGV[3]
+    redis.call('SREM', KEYS[2], key)
+    if redis.call('UNLINK', key) == 1 then
+      n = n + 1
+      redis.call('PUBLISH', ARGV[1], 'k' .. key)
+    end
+  end
+end
+return n
+`
+
+// KEYS: lock. ARGV: token. Releases a lock only its holder still holds.
+const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `
 
 // How long a registration made before a handler runs holds at least (far beyond any request).
@@ -89,25 +126,47 @@ const REGISTRATION_MS = 10 * 60 * 1000
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1 | 2, string]>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
-  httpCacheEvictGroup (index: string, gen: string): Promise<number>
-  httpCacheEvictTag (tagSet: string, index: string, gen: string): Promise<number>
-  httpCacheDelete (key: string, index: string, gen: string): Promise<number>
+  httpCacheEvictGroup (index: string, gen: string, origins: string, channel: string, group: string): Promise<number>
+  httpCacheEvictTag (tagSet: string, index: string, gen: string, channel: string, group: string): Promise<number>
+  httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
+  httpCacheDeleteUrl (origins: string, index: string, gen: string, channel: string, prefix: string, rest: string, origin: string): Promise<number>
+  httpCacheUnlock (lock: string, token: string): Promise<number>
+}
+
+export interface RedisStoreOptions {
+  timeout: number
+  log: FastifyBaseLogger
+  /** Whether the plugin created the client (then it closes it). */
+  owned: boolean
+  maxOrigins: number
 }
 
 export class RedisStore implements Store {
   readonly name = 'redis'
+  readonly stable = false
   readonly client: Client
+  /** Told of every eviction this instance makes, once Redis confirmed it (L1 drops it at once). */
+  invalidated: ((what: Invalidation) => void) | undefined
   private readonly guard: Guard
+  private readonly owned: boolean
+  private readonly maxOrigins: string
+  private readonly channel: string
 
-  constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, timeout: number, log: FastifyBaseLogger, private readonly owned: boolean) {
+  constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
+    this.owned = opts.owned
+    this.maxOrigins = String(opts.maxOrigins)
+    this.channel = keys.channel()
     if (typeof this.client.httpCacheWrite !== 'function') {
       client.defineCommand('httpCacheWrite', { lua: WRITE }) // key count varies with the tags
-      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 2, lua: EVICT_GROUP })
+      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 3, lua: EVICT_GROUP })
       client.defineCommand('httpCacheEvictTag', { numberOfKeys: 3, lua: EVICT_TAG })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
+      client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 3, lua: DELETE_URL })
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
+      client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
     }
+    const { timeout, log } = opts
     this.guard = new Guard({ timeout, log, isReady: () => client.status === 'ready' })
   }
 
@@ -128,15 +187,17 @@ export class RedisStore implements Store {
     })
   }
 
-  async lookup (key: string, group: string): Promise<{ value: Buffer | null, generation: string }> {
+  async lookup (key: string, group: string): Promise<Lookup> {
     const [value, gen] = await this.guard.run(() => this.client.mgetBuffer(key, generationOf(group)))
     return { value, generation: gen === null ? '0' : gen.toString() }
   }
 
-  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = []): Promise<boolean> {
-    const sets = tags.map((tag) => tagSetOf(group, tag))
-    const keys = [key, indexOf(group), generationOf(group), ...sets]
-    const done = await this.guard.run(() => this.client.httpCacheWrite(keys.length, ...keys, value, ttlMs, generation ?? ''))
+  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = [], origin?: string): Promise<boolean> {
+    const keys = [key, indexOf(group), generationOf(group), originsOf(group)]
+    for (const tag of tags) keys.push(tagSetOf(group, tag))
+    const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins]
+    if (origin !== undefined) args.push(origin)
+    const done = await this.guard.run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
     if (done === 0) return false
     // registries live in other slots, so they cannot join the script: the groups registry lets
     // clear() find every group without scanning the keyspace; a tag's registry must outlive its sets
@@ -154,11 +215,31 @@ export class RedisStore implements Store {
   }
 
   async delete (key: string, group: string): Promise<boolean> {
-    return (await this.guard.run(() => this.client.httpCacheDelete(key, indexOf(group), generationOf(group)))) > 0
+    const n = await this.guard.run(() => this.client.httpCacheDelete(key, indexOf(group), generationOf(group), this.channel))
+    this.invalidated?.({ key })
+    return n > 0
+  }
+
+  async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
+    const n = await this.guard.run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
+      this.channel, entryPrefixOf(group), rest, origin ?? ''))
+    this.invalidated?.({ group })
+    return n
   }
 
   async evictGroup (group: string): Promise<number> {
-    return await this.guard.run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group)))
+    const n = await this.guard.run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), this.channel, group))
+    this.invalidated?.({ group })
+    return n
+  }
+
+  /** Takes the lock of one key for `ttlMs` unless another holder has it; resolves to the token or undefined. */
+  async lock (key: string, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.guard.run(() => this.client.set(key, token, 'PX', ttlMs, 'NX'))) === 'OK'
+  }
+
+  async unlock (key: string, token: string): Promise<void> {
+    await this.guard.run(() => this.client.httpCacheUnlock(key, token))
   }
 
   async evictTag (tag: string): Promise<number> {
@@ -168,7 +249,8 @@ export class RedisStore implements Store {
     for (const group of groups) {
       // unregister first: a write racing the eviction then either dies with it or registers again
       await this.guard.run(() => this.client.srem(registry, group))
-      n += await this.guard.run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group)))
+      n += await this.guard.run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group), this.channel, group))
+      this.invalidated?.({ group })
     }
     return n
   }

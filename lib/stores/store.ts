@@ -1,17 +1,26 @@
+/** What a lookup finds: the bytes under a key (null when absent) and its group's eviction generation. */
+export interface Lookup { value: Buffer | null, generation: string }
+
+/** An eviction, as the stores report it to an in-process tier (L1) and publish it to other instances. */
+export type Invalidation = { group: string } | { key: string }
+
 /**
  * What every store offers. Values are opaque bytes (the entry codec lives above the store); a group is
  * named by its key base (see lib/keys.ts), so namespaces need nothing from the stores.
  */
 export interface Store {
   readonly name: 'memory' | 'redis'
-  /** The bytes under `key` (null when absent) and the group's eviction generation, in one round trip. */
-  lookup (key: string, group: string): Promise<{ value: Buffer | null, generation: string }>
+  /** Whether lookups hand back the same Buffer while a key is unchanged (then decoding is memoized). */
+  readonly stable: boolean
+  /** The value and the group's generation in one round trip; synchronous when the store is in process. */
+  lookup (key: string, group: string): Lookup | Promise<Lookup>
   /**
    * Writes `value`, indexed in its group and under its tags. With `generation`, writes only if the group
-   * was not evicted since that generation was read (no stale data resurrected by a slow miss).
-   * Resolves true when written.
+   * was not evicted since that generation was read (no stale data resurrected by a slow miss). With
+   * `origin`, records it among the group's origins (see `deleteUrl`), refusing the write when the group
+   * already has `maxOrigins` others. Resolves true when written.
    */
-  write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[]): Promise<boolean>
+  write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean>
   /**
    * Records that `group` is about to hold keys carrying `tags`, so that an evictTag from now on moves the
    * group's generation. Called before the value is computed: a computation racing a tag eviction then
@@ -20,6 +29,11 @@ export interface Store {
   registerTags (group: string, tags: readonly string[]): Promise<void>
   /** Removes one key (and moves the group's generation on); resolves true when it existed. */
   delete (key: string, group: string): Promise<boolean>
+  /**
+   * Removes `<entry prefix of group><origin><rest>` for every origin the group recorded, or only those
+   * equal to `origin` or starting with `origin;` when given. Resolves to how many existed.
+   */
+  deleteUrl (group: string, rest: string, origin?: string): Promise<number>
   /** Removes every key of a group atomically; resolves to how many existed. */
   evictGroup (group: string): Promise<number>
   /** Removes every key carrying `tag`, group by group (each group atomically); resolves to how many existed. */
@@ -27,4 +41,9 @@ export interface Store {
   /** Removes every group whose base starts with `start`; resolves to how many keys existed. */
   clear (start: string): Promise<number>
   close (): Promise<void>
+}
+
+/** The entry keys of `origins` matching `origin` (all of them when undefined). */
+export function originMatches (origin: string | undefined, candidate: string): boolean {
+  return origin === undefined || candidate === origin || candidate.startsWith(origin + ';')
 }

@@ -1,0 +1,105 @@
+import { LRUCache } from 'lru-cache'
+import type { Cluster, Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Invalidation, Lookup } from './stores/store.js'
+
+interface Slot extends Lookup { value: Buffer, group: string }
+
+/**
+ * The in-process tier in front of Redis: what a lookup found there, kept by key for a bounded time and
+ * size. Coherent through the stores' invalidation channel; while that subscription is down it answers
+ * nothing (a missed message must not leave a stale copy being served).
+ */
+export class L1 {
+  /** Moves on every invalidation: a Redis read that started before one must not fill the tier. */
+  epoch = 0
+  private live = false
+  private readonly lru: LRUCache<string, Slot>
+  private readonly groups = new Map<string, Set<string>>()
+
+  constructor (maxBytes: number, ttlMs: number) {
+    this.lru = new LRUCache<string, Slot>({
+      maxSize: maxBytes,
+      ttl: ttlMs,
+      sizeCalculation: (slot, key) => slot.value.length + key.length + 64,
+      dispose: (slot, key) => {
+        const keys = this.groups.get(slot.group)
+        if (keys === undefined) return
+        keys.delete(key)
+        if (keys.size === 0) this.groups.delete(slot.group)
+      }
+    })
+  }
+
+  get (key: string): Lookup | undefined {
+    return this.live ? this.lru.get(key) : undefined
+  }
+
+  /** Keeps what a Redis read found, unless an invalidation arrived since the read began (`epoch`). */
+  fill (key: string, group: string, found: Lookup, epoch: number): void {
+    if (!this.live || epoch !== this.epoch || found.value === null) return
+    this.lru.set(key, { value: found.value, generation: found.generation, group })
+    let keys = this.groups.get(group)
+    if (keys === undefined) this.groups.set(group, keys = new Set())
+    keys.add(key)
+  }
+
+  apply (what: Invalidation): void {
+    this.epoch++
+    if ('key' in what) {
+      this.lru.delete(what.key)
+      return
+    }
+    for (const key of [...this.groups.get(what.group) ?? []]) this.lru.delete(key)
+  }
+
+  /** Serving from the tier needs the invalidation subscription: on when it is confirmed, off when lost. */
+  setLive (live: boolean): void {
+    this.epoch++
+    this.live = live
+    this.lru.clear()
+  }
+
+  get size (): number {
+    return this.lru.size
+  }
+}
+
+/** The invalidation message format of the stores' scripts: 'g<group>' or 'k<key>'. */
+export function parseInvalidation (message: string): Invalidation | undefined {
+  if (message.length < 2) return undefined
+  if (message[0] === 'g') return { group: message.slice(1) }
+  if (message[0] === 'k') return { key: message.slice(1) }
+  return undefined
+}
+
+/**
+ * Subscribes a connection of its own (a subscribed connection can do nothing else) to the invalidation
+ * channel and feeds it to the tier. Every (re)connection subscribes again and starts from an empty tier.
+ */
+export function subscribe (client: Redis | Cluster, channel: string, l1: L1, log: FastifyBaseLogger): { close: () => void } {
+  const sub = (client as Redis).duplicate()
+  let closed = false
+  sub.on('error', (err) => log.debug({ err }, 'fastify-http-cache: L1 invalidation subscriber error'))
+  sub.on('message', (ch: string, message: string) => {
+    if (ch !== channel) return
+    const what = parseInvalidation(message)
+    if (what !== undefined) l1.apply(what)
+  })
+  const down = (): void => l1.setLive(false)
+  sub.on('close', down)
+  sub.on('end', down)
+  sub.on('ready', () => {
+    sub.subscribe(channel).then(() => {
+      if (!closed) l1.setLive(true)
+    }, (err: unknown) => log.warn({ err }, 'fastify-http-cache: L1 could not subscribe to invalidations, serving from Redis only'))
+  })
+  if (sub.status === 'wait') sub.connect().catch(() => {}) // a lazyConnect client's copy
+  return {
+    close () {
+      closed = true
+      l1.setLive(false)
+      sub.disconnect()
+    }
+  }
+}
