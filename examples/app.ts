@@ -5,7 +5,7 @@
 //   REDIS_URL=redis://127.0.0.1:6379 npm run example  the same app on Redis
 //
 // Then try (watch the x-cache header; add -H 'x-user: alice' where a user is needed):
-//   curl -i localhost:3000/products                      MISS, then HIT
+//   curl -i localhost:3000/products                      MISS, then HIT; after 30 s one STALE answer and a refresh
 //   curl -i 'localhost:3000/products?currency=USD'       the rate comes from a memoized slow lookup
 //   curl -i localhost:3000/products/1                    MISS, then HIT
 //   curl -i localhost:3000/products/1/reviews            MISS, then HIT
@@ -105,7 +105,9 @@ async function main (): Promise<void> {
         properties: { category: { type: 'string' }, currency: { enum: Object.keys(RATES), default: 'EUR' } }
       }
     },
-    config: { cache: { group: 'product-lists', ttl: 30 } }
+    // the most requested list: expired copies are served while one refresh runs (x-cache: STALE), stand in
+    // for a failing database for an hour, and instances sharing a Redis compute a missing list only once
+    config: { cache: { group: 'product-lists', ttl: 30, staleWhileRevalidate: 60, staleIfError: 3600, lock: true } }
   }, async (request) => {
     const { category, currency } = request.query
     const rate = await rateOf(currency)
