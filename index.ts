@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { Redis, type Cluster } from 'ioredis'
-import type { FastifyInstance, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import { createApi, createRouteFinder } from './lib/api.js'
 import { createHooks, kState, type HookContext } from './lib/hooks.js'
 import { KeyBuilder } from './lib/keys.js'
@@ -36,16 +36,16 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     token: randomBytes(16).toString('hex')
   }
   const routes = createRouteFinder(routerOptions(fastify))
-  let subscription: { close: () => void } | undefined
-  if (l1 !== undefined && redis !== undefined) {
-    redis.invalidated = (what) => l1.apply(what)
-    subscription = subscribe(redis.client, keys.channel(), l1, fastify.log)
-  }
 
   // The plugin sends nothing to a client that is not ready (no offline queueing), so give a client
   // still connecting a bounded moment; a Redis down at boot must not keep the app from starting.
   if (redis !== undefined && !(await redis.waitReady(STARTUP_WAIT_MS))) {
     fastify.log.warn('fastify-http-cache: Redis not ready at startup, serving without cache until it is')
+  }
+  let subscription: { close: () => void } | undefined
+  if (l1 !== undefined && redis !== undefined) {
+    redis.invalidated = (what) => l1.apply(what)
+    subscription = subscribe(redis.client, keys.channel(), l1, fastify.log)
   }
 
   fastify.decorateRequest(kState, null)
@@ -78,14 +78,35 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     const last = onSend.length - 1
     const autoHead = methods.length === 1 && methods[0] === 'HEAD' && last >= 0 && onSend[last].name === 'headRouteOnSendHandler'
     const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead)
-    // A HIT must not skip the checks that guard the route (auth in preValidation/preHandler, its own or
-    // its context's): such routes look up after them. Others look up in onRequest, after every onRequest
-    // hook (their own are ahead of this one), before any parsing or validation work.
-    if (asArray(route.preValidation).length > 0 || asArray(route.preHandler).length > 0 || guardedContext(this)) {
-      route.preHandler = [...asArray(route.preHandler), hooks.lookup]
-    } else {
-      route.onRequest = [...asArray(route.onRequest), hooks.lookup]
+    // A HIT must not skip any check that guards the route (auth in onRequest, preParsing, preValidation or
+    // preHandler, its own or its context's). Fastify settles a route's hooks only at ready: hooks added with
+    // addHook() (deferred to after()), by plugins still loading, or appended by onRoute hooks that run after
+    // this one all count. So where the lookup runs is decided on the route's first request, from its final
+    // hooks: in onRequest (before any parsing) when it is the last onRequest hook and nothing else runs
+    // before the handler, else as the last preHandler; when neither holds, the route is not read from the
+    // cache at all (and a warning says why).
+    const instance = this
+    let place: 'early' | 'late' | 'none' | undefined
+    const placeOf = (): 'early' | 'late' | 'none' => {
+      if (place !== undefined) return place
+      const onRequest = asArray(route.onRequest)
+      const preHandler = asArray(route.preHandler)
+      const guarded = asArray(route.preParsing).length > 0 || asArray(route.preValidation).length > 0 ||
+        preHandler.length > 1 || guardedContext(instance)
+      place = !guarded && onRequest[onRequest.length - 1] === early ? 'early' : preHandler[preHandler.length - 1] === late ? 'late' : 'none'
+      if (place === 'none') fastify.log.warn(`fastify-http-cache: ${where} has hooks added after the cache's own (by an onRoute hook registered after the plugin), so it is not served from the cache; register fastify-http-cache after that plugin`)
+      return place
     }
+    function early (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+      if (placeOf() === 'early') hooks.lookup(request, reply, done)
+      else done()
+    }
+    function late (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+      if (placeOf() === 'late') hooks.lookup(request, reply, done)
+      else done()
+    }
+    route.onRequest = [...asArray(route.onRequest), early]
+    route.preHandler = [...asArray(route.preHandler), late]
     route.onSend = autoHead ? [...onSend.slice(0, last), hooks.onSend, onSend[last]] : [...onSend, hooks.onSend]
     if (methods.includes('GET')) routes.add(route.url, settings)
   })
@@ -121,7 +142,7 @@ function guardedContext (instance: FastifyInstance): boolean {
   const symbol = kHooks(instance)
   const hooks = symbol === undefined ? undefined : (instance as unknown as Record<symbol, Record<string, unknown[]> | undefined>)[symbol]
   if (hooks === undefined) return true
-  return (hooks.preValidation?.length ?? 0) > 0 || (hooks.preHandler?.length ?? 0) > 0
+  return (hooks.preParsing?.length ?? 0) > 0 || (hooks.preValidation?.length ?? 0) > 0 || (hooks.preHandler?.length ?? 0) > 0
 }
 
 function asArray<T> (hooks: T | T[] | undefined): T[] {

@@ -6,9 +6,17 @@ import type { IncomingHttpHeaders } from 'node:http'
  * lists and `*`, else If-Modified-Since against Last-Modified. Delegates to `fresh` (jshttp, Express).
  */
 export function notModified (req: IncomingHttpHeaders, etag: string, lastModified: unknown): boolean {
-  if (req['if-none-match'] === undefined && req['if-modified-since'] === undefined) return false
+  const ims = req['if-modified-since']
+  if (req['if-none-match'] === undefined) {
+    // RFC 9110 §13.1.3: an If-Modified-Since that is not an HTTP-date is ignored (fresh() takes
+    // anything Date.parse() reads, like `99999` or a five-digit year)
+    if (ims === undefined || !HTTP_DATE.test(ims)) return false
+  }
   return fresh(req, { etag, 'last-modified': typeof lastModified === 'string' ? lastModified : undefined })
 }
+
+// IMF-fixdate, obsolete RFC 850 and asctime dates (RFC 9110 §5.6.7), four-digit years only
+const HTTP_DATE = /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT|(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), \d{2}-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{2} \d{2}:\d{2}:\d{2} GMT|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/
 
 /** Headers a 304 carries (RFC 9110 §15.4.5): those that would describe the 200, not its body. */
 export const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'etag', 'expires', 'vary'] as const

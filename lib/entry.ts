@@ -75,13 +75,22 @@ export function decodeEntry (bytes: Buffer, memo = false): CacheEntry | undefine
 const isTime = (n: unknown): boolean => typeof n === 'number' && n >= 0 && Number.isFinite(n)
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+/**
+ * Never stored: hop-by-hop (RFC 9110 §7.6.1), per-message, recomputed, or owned by this plugin. An entry
+ * carrying one is not ours: replaying it would break the framing (Transfer-Encoding, Content-Length) or
+ * hand one client's cookie to everyone.
+ */
+export const NOT_STORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te',
+  'trailer', 'proxy-authenticate', 'proxy-authorization', 'date', 'content-length', 'set-cookie', 'age',
+  'cache-control', 'etag'])
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 
 // Replaying a header Node refuses would turn a HIT into a 500: such an entry is not ours.
 function validHeaders (headers: Record<string, unknown>): boolean {
   for (const name in headers) {
     const value = headers[name]
-    if (!TOKEN.test(name)) return false
+    if (!TOKEN.test(name) || NOT_STORED.has(name)) return false
     if (typeof value === 'string') {
       if (!FIELD_VALUE.test(value)) return false
     } else if (Array.isArray(value)) {

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 
 const WARN_EVERY_MS = 10_000
@@ -21,10 +22,22 @@ export interface GuardOptions {
   log: FastifyBaseLogger
 }
 
+/** A call in flight: its settle functions are dropped once it settles (the queue skips it then). */
+interface Pending {
+  deadline: number
+  resolve: ((value: any) => void) | undefined
+  reject: ((err: Error) => void) | undefined
+  next: Pending | undefined
+}
+
 /**
  * Bounds every store call (users hand us clients with default ioredis options, which queue commands
  * while Redis is down and wait forever on a hung server) and stops calling a store that keeps
  * failing, so requests in an outage do not each pay the timeout. Logs state changes, not requests.
+ *
+ * Every call gets the same timeout, so deadlines come in the order calls start: they wait in a FIFO
+ * list and one timer, armed for the oldest deadline, expires them all. A call costs no timer of its
+ * own (this runs on every cache HIT); settled calls are dropped from the front as they go.
  */
 export class Guard {
   private failures = 0
@@ -33,15 +46,27 @@ export class Guard {
   private lastWarned = -Infinity
   private readonly threshold: number
   private readonly cooldown: number
+  private head: Pending | undefined
+  private tail: Pending | undefined
+  private timer: NodeJS.Timeout | undefined
 
   constructor (private readonly opts: GuardOptions) {
     this.threshold = opts.threshold ?? 3
     this.cooldown = opts.cooldown ?? 1000
   }
 
+  /** Calls still waiting for an answer or their deadline (for tests: nothing is left behind). */
+  get pending (): number {
+    let n = 0
+    for (let p = this.head; p !== undefined; p = p.next) if (p.reject !== undefined) n++
+    return n
+  }
+
   run<T> (op: () => Promise<T>): Promise<T> {
+    // performance.now() is monotonic: a wall clock set back would break the FIFO order of deadlines
+    const now = performance.now()
     if (this.openUntil !== 0) {
-      if (this.probing || Date.now() < this.openUntil) {
+      if (this.probing || now < this.openUntil) {
         return Promise.reject(new StoreUnavailableError('fastify-http-cache: Redis circuit open'))
       }
       this.probing = true
@@ -51,29 +76,68 @@ export class Guard {
       this.failed(err)
       return Promise.reject(err)
     }
+    // The one promise a call needs: it must be able to reject before op() settles.
     return new Promise<T>((resolve, reject) => {
-      let settled = false
-      const timer = setTimeout(() => {
-        settled = true
+      const call: Pending = { deadline: now + this.opts.timeout, resolve, reject, next: undefined }
+      if (this.tail === undefined) this.head = call
+      else this.tail.next = call
+      this.tail = call
+      this.timer ??= this.arm(this.opts.timeout)
+      const failed = (err: Error): void => {
+        const fail = call.reject
+        if (fail === undefined) return
+        this.settle(call)
+        this.failed(err)
+        fail(err)
+      }
+      try {
+        op().then((value) => {
+          const done = call.resolve
+          if (done === undefined) return // expired: a late answer proves nothing about the next call
+          this.settle(call)
+          this.succeeded()
+          done(value)
+        }, failed)
+      } catch (err) {
+        failed(err as Error) // a client that throws instead of rejecting
+      }
+    })
+  }
+
+  private arm (ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.expire(), ms)
+    timer.unref()
+    return timer
+  }
+
+  /** Marks a call settled and drops settled calls from the front, so a healthy queue stays short. */
+  private settle (call: Pending): void {
+    call.resolve = call.reject = undefined
+    let p = this.head
+    while (p !== undefined && p.reject === undefined) p = p.next
+    this.head = p
+    if (p === undefined) this.tail = undefined
+  }
+
+  /** Rejects every call past its deadline, then waits for the next one (if any call is left). */
+  private expire (): void {
+    this.timer = undefined
+    // a timer may fire a fraction of a ms before performance.now() reaches the deadline
+    const now = performance.now() + 1
+    let p = this.head
+    while (p !== undefined && (p.reject === undefined || p.deadline <= now)) {
+      const fail = p.reject
+      if (fail !== undefined) {
+        p.resolve = p.reject = undefined
         const err = new StoreUnavailableError(`fastify-http-cache: Redis call exceeded ${this.opts.timeout} ms`)
         this.failed(err)
-        reject(err)
-      }, this.opts.timeout)
-      timer.unref()
-      op().then((value) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        this.succeeded()
-        resolve(value)
-      }, (err: Error) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        this.failed(err)
-        reject(err)
-      })
-    })
+        fail(err)
+      }
+      p = p.next
+    }
+    this.head = p
+    if (p === undefined) this.tail = undefined
+    else this.timer = this.arm(Math.max(1, Math.ceil(p.deadline - now + 1)))
   }
 
   private succeeded (): void {
@@ -84,17 +148,31 @@ export class Guard {
   }
 
   private failed (err: Error): void {
+    // An error reply (WRONGTYPE on a key someone else wrote, OOM, NOSCRIPT…) comes from a Redis that
+    // answers, quickly: it fails this call only. Matched by name, not instanceof, because the user's
+    // ioredis may bring its own copy of redis-errors.
+    if (err.name === 'ReplyError') {
+      this.succeeded()
+      this.warn(err, 'fastify-http-cache: Redis answered an error, serving without cache')
+      return
+    }
     this.probing = false
     this.failures++
     if (this.openUntil !== 0) {
-      this.openUntil = Date.now() + this.cooldown
+      this.openUntil = performance.now() + this.cooldown
     } else if (this.failures >= this.threshold) {
-      this.openUntil = Date.now() + this.cooldown
+      this.openUntil = performance.now() + this.cooldown
       this.opts.log.warn({ err }, `fastify-http-cache: Redis failing, serving without cache (probing every ${this.cooldown} ms)`)
-    } else if (this.failures === 1 && Date.now() - this.lastWarned >= WARN_EVERY_MS) {
-      // a flapping Redis resets the count often: still at most one warning per interval
-      this.lastWarned = Date.now()
-      this.opts.log.warn({ err }, 'fastify-http-cache: Redis call failed, serving without cache')
+    } else if (this.failures === 1) {
+      this.warn(err, 'fastify-http-cache: Redis call failed, serving without cache')
     }
+  }
+
+  // A flapping Redis resets the count often: still at most one warning per interval.
+  private warn (err: Error, message: string): void {
+    const now = performance.now()
+    if (now - this.lastWarned < WARN_EVERY_MS) return
+    this.lastWarned = now
+    this.opts.log.warn({ err }, message)
   }
 }

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onSendHookHandler } from 'fastify'
 import { cacheControlFor, REFRESH, requestDirectives, responseDirectives, type RequestDirectives } from './directives.js'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
-import { decodeEntry, encodeEntry, type CacheEntry, type HeaderValue } from './entry.js'
+import { decodeEntry, encodeEntry, NOT_STORED, type CacheEntry, type HeaderValue } from './entry.js'
 import { httpDate } from './expiry.js'
 import { assertName, entryRest, originOf, pathOf, variant, type KeyBuilder } from './keys.js'
 import type { L1 } from './l1.js'
@@ -48,11 +48,6 @@ declare module 'fastify' {
     [kState]: RequestState | null
   }
 }
-
-// Never stored: hop-by-hop (RFC 9110 §7.6.1), per-message, recomputed, or owned by this plugin.
-const NOT_STORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te',
-  'trailer', 'proxy-authenticate', 'proxy-authorization', 'date', 'content-length', 'set-cookie', 'age',
-  'cache-control', 'etag'])
 
 // A refresh copies the original request's headers, minus those that would make it answer differently.
 const NOT_REPLAYED = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'cache-control', 'pragma', 'range', 'content-length']

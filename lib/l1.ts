@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import type { Cluster, Redis } from 'ioredis'
+import { Redis, type Cluster } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Invalidation, Lookup } from './stores/store.js'
 
@@ -76,30 +76,50 @@ export function parseInvalidation (message: string): Invalidation | undefined {
 /**
  * Subscribes a connection of its own (a subscribed connection can do nothing else) to the invalidation
  * channel and feeds it to the tier. Every (re)connection subscribes again and starts from an empty tier.
+ * On Cluster the connection goes to one node (every node receives every publish) and moves to another
+ * when that node is gone: the Cluster client's own subscriber would move silently, losing messages
+ * without the tier ever knowing.
  */
 export function subscribe (client: Redis | Cluster, channel: string, l1: L1, log: FastifyBaseLogger): { close: () => void } {
-  const sub = (client as Redis).duplicate()
   let closed = false
-  sub.on('error', (err) => log.debug({ err }, 'fastify-http-cache: L1 invalidation subscriber error'))
-  sub.on('message', (ch: string, message: string) => {
-    if (ch !== channel) return
-    const what = parseInvalidation(message)
-    if (what !== undefined) l1.apply(what)
-  })
-  const down = (): void => l1.setLive(false)
-  sub.on('close', down)
-  sub.on('end', down)
-  sub.on('ready', () => {
-    sub.subscribe(channel).then(() => {
-      if (!closed) l1.setLive(true)
-    }, (err: unknown) => log.warn({ err }, 'fastify-http-cache: L1 could not subscribe to invalidations, serving from Redis only'))
-  })
-  if (sub.status === 'wait') sub.connect().catch(() => {}) // a lazyConnect client's copy
+  let sub: Redis | undefined
+  const later = (): void => { setTimeout(() => { if (!closed) start() }, 100).unref() }
+  const start = (): void => {
+    const s = sub = connection(client)
+    if (s === undefined) return later() // a Cluster that knows no node yet
+    s.on('error', (err) => log.debug({ err }, 'fastify-http-cache: L1 invalidation subscriber error'))
+    s.on('message', (ch: string, message: string) => {
+      if (ch !== channel) return
+      const what = parseInvalidation(message)
+      if (what !== undefined) l1.apply(what)
+    })
+    s.on('close', () => l1.setLive(false))
+    s.on('end', () => {
+      l1.setLive(false)
+      if (!closed) later()
+    })
+    s.on('ready', () => {
+      s.subscribe(channel).then(() => {
+        if (!closed) l1.setLive(true)
+      }, (err: unknown) => log.warn({ err }, 'fastify-http-cache: L1 could not subscribe to invalidations, serving from Redis only'))
+    })
+    if (s.status === 'wait') s.connect().catch(() => {}) // a lazyConnect client's copy
+  }
+  start()
   return {
     close () {
       closed = true
       l1.setLive(false)
-      sub.disconnect()
+      sub?.disconnect()
     }
   }
+}
+
+function connection (client: Redis | Cluster): Redis | undefined {
+  if ((client as Cluster).isCluster !== true) return (client as Redis).duplicate()
+  const nodes = (client as Cluster).nodes('all')
+  if (nodes.length === 0) return undefined
+  const node = nodes[Math.floor(Math.random() * nodes.length)]
+  // a few quick retries, then 'end': the next connection picks another node
+  return new Redis({ ...node.options, lazyConnect: false, retryStrategy: (times) => times > 3 ? null : 100 * times })
 }

@@ -201,8 +201,10 @@ test('routes without config.cache pay nothing', async (t) => {
   }
   const cached = hooks.get('/cached') ?? {}
   const count = Object.values(cached).reduce((n, list) => n + list.length, 0)
-  t.equal(count, 2, '/cached gets a lookup hook and an onSend hook')
-  t.equal(cached.onSend?.length, 1, 'one of them in onSend')
+  t.equal(count, 3, '/cached gets the lookup (in onRequest and in preHandler, one of which runs) and an onSend hook')
+  t.equal(cached.onSend?.length, 1)
+  t.equal(cached.onRequest?.length, 1)
+  t.equal(cached.preHandler?.length, 1)
 
   for (const url of ['/plain', '/off'] as const) {
     for (let i = 1; i <= 3; i++) {

@@ -60,11 +60,11 @@ for (const backend of backends(t)) {
       t.equal(calls, 3)
 
       if (redis !== undefined) {
-        const left30 = await pttl(redis, `${prefix}:{default}:e:GET:/t?ttl=30`)
+        const left30 = await pttl(redis, `${prefix}:{default}:e:GET:http://localhost/t?ttl=30`)
         t.ok(left30 > 25_000 && left30 <= 30_000, `PTTL of the 30 s entry: ${left30}`)
-        const left120 = await pttl(redis, `${prefix}:{default}:e:GET:/t?ttl=120`)
+        const left120 = await pttl(redis, `${prefix}:{default}:e:GET:http://localhost/t?ttl=120`)
         t.ok(left120 > 115_000 && left120 <= 120_000, `PTTL of the 120 s entry: ${left120}`)
-        const left45 = await pttl(redis, `${prefix}:{default}:e:GET:/async?ttl=45`)
+        const left45 = await pttl(redis, `${prefix}:{default}:e:GET:http://localhost/async?ttl=45`)
         t.ok(left45 > 40_000 && left45 <= 45_000, `PTTL of the 45 s entry: ${left45}`)
       }
     })
@@ -78,7 +78,7 @@ for (const backend of backends(t)) {
       const hit = await app.inject('/zero')
       t.equal(hit.headers['x-cache'], 'HIT')
       t.same(hit.json(), { run: 1 })
-      if (redis !== undefined) t.equal(await pttl(redis, `${prefix}:{default}:e:GET:/zero`), -1)
+      if (redis !== undefined) t.equal(await pttl(redis, `${prefix}:{default}:e:GET:http://localhost/zero`), -1)
     })
 
     t.test('a ttl function answering garbage: served, not cached, the app keeps serving', async (t) => {
@@ -113,7 +113,7 @@ for (const backend of backends(t)) {
         const second = await app.inject(`/g/${kind}`)
         t.equal(second.headers['x-cache'], 'MISS', `${kind}: not cached`)
         t.same(second.json(), { kind, run: 2 })
-        if (redis !== undefined) t.equal(await redis.exists(`${prefix}:{default}:e:GET:/g/${kind}`), 0, `${kind}: no key in Redis`)
+        if (redis !== undefined) t.equal(await redis.exists(`${prefix}:{default}:e:GET:http://localhost/g/${kind}`), 0, `${kind}: no key in Redis`)
       }
       await app.inject('/fine')
       t.equal((await app.inject('/fine')).headers['x-cache'], 'HIT', 'other routes still cache')
@@ -132,7 +132,7 @@ for (const backend of backends(t)) {
         t.equal(second.statusCode, 200)
         t.equal(second.headers['x-cache'], 'MISS', `${url}: not cached`)
         t.same(second.json(), { run: 2 })
-        if (redis !== undefined) t.equal(await redis.exists(`${prefix}:{default}:e:GET:${url}`), 0)
+        if (redis !== undefined) t.equal(await redis.exists(`${prefix}:{default}:e:GET:http://localhost${url}`), 0)
       }
     })
 
@@ -166,7 +166,7 @@ for (const backend of backends(t)) {
       t.equal(calls, 1)
 
       if (redis !== undefined) {
-        const left = await pttl(redis, `${prefix}:{default}:e:GET:/day`)
+        const left = await pttl(redis, `${prefix}:{default}:e:GET:http://localhost/day`)
         t.ok(left > (n - 5) * 1000 && left <= n * 1000, `the entry lives until then in Redis (PTTL ${left}, max-age ${n})`)
       }
     })

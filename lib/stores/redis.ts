@@ -1,6 +1,7 @@
+import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import { Guard } from '../guard.js'
+import { Guard, type GuardOptions } from '../guard.js'
 import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
 import type { Invalidation, Lookup, Store } from './store.js'
 
@@ -13,7 +14,7 @@ import type { Invalidation, Lookup, Store } from './store.js'
 const KEEP = `
 local function keep (set, member, ttl)
   local left = redis.call('PTTL', set)
-  if member ~= '' then redis.call('SADD', set, member) end
+  if member then redis.call('SADD', set, member) end
   if redis.call('EXISTS', set) == 0 then return 0 end
   if ttl > 0 then
     if left == -2 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', set, ttl) return 1 end
@@ -25,11 +26,18 @@ local function keep (set, member, ttl)
 end
 `
 
-// KEYS: entry, index, generation, origins, tag sets… ARGV: value, ttl ms (0 = none), generation read at
+// KEYS: entry, index, generation, origins, tag sets… Scripts do not roll back: a set key holding
+// something else fails the write before anything is written. ARGV: value, ttl ms (0 = none), generation read at
 // lookup ('' = unconditional; a group never evicted has generation '0'), channel, max origins, origin
 // (absent: not an entry). Returns 0 when not written (evicted meanwhile, or one origin too many), else
 // {1 or 2 (first key of its group), flags of the tag sets made to live longer}.
 const WRITE = KEEP + `
+for i = 2, #KEYS do
+  if i ~= 3 then
+    local t = redis.call('TYPE', KEYS[i]).ok
+    if t ~= 'none' and t ~= 'set' then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is not a set: nothing written') end
+  end
+end
 if ARGV[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
 if ARGV[6] then
@@ -56,7 +64,7 @@ return {first and 2 or 1, longer}
 // KEYS: a tag's registry. ARGV: group, ms the registry must live at least (0 = for good).
 // The registry outlives the tag sets it points to, and a registration outlives the request that made it.
 const REGISTER = KEEP + `
-return keep(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
 `
 
 // KEYS: index, generation, origins. ARGV: channel, group. Returns how many keys existed (the group's tag
@@ -148,9 +156,15 @@ export class RedisStore implements Store {
   /** Told of every eviction this instance makes, once Redis confirmed it (L1 drops it at once). */
   invalidated: ((what: Invalidation) => void) | undefined
   private readonly guard: Guard
+  // On Cluster, one breaker per master: a dead master must not turn the cache off for every group
+  private readonly cluster: boolean
+  private readonly guards = new Map<string, Guard>()
+  private readonly guardOptions: GuardOptions
   private readonly owned: boolean
   private readonly maxOrigins: string
   private readonly channel: string
+  /** Groups whose registration in the groups registry (for clear()) failed: retried on their next write. */
+  private readonly unregistered = new Set<string>()
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
@@ -166,8 +180,9 @@ export class RedisStore implements Store {
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
     }
-    const { timeout, log } = opts
-    this.guard = new Guard({ timeout, log, isReady: () => client.status === 'ready' })
+    this.guardOptions = { timeout: opts.timeout, log: opts.log, isReady: () => client.status === 'ready' }
+    this.guard = new Guard(this.guardOptions)
+    this.cluster = typeof (client as Cluster).nodes === 'function' && (client as Cluster).isCluster === true
   }
 
   /** Resolves true once the client is ready, false after `ms`; connects a lazyConnect client. */
@@ -188,7 +203,7 @@ export class RedisStore implements Store {
   }
 
   async lookup (key: string, group: string): Promise<Lookup> {
-    const [value, gen] = await this.guard.run(() => this.client.mgetBuffer(key, generationOf(group)))
+    const [value, gen] = await this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group)))
     return { value, generation: gen === null ? '0' : gen.toString() }
   }
 
@@ -197,73 +212,89 @@ export class RedisStore implements Store {
     for (const tag of tags) keys.push(tagSetOf(group, tag))
     const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins]
     if (origin !== undefined) args.push(origin)
-    const done = await this.guard.run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
+    const done = await this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
     if (done === 0) return false
     // registries live in other slots, so they cannot join the script: the groups registry lets
     // clear() find every group without scanning the keyspace; a tag's registry must outlive its sets
     const updates: Array<Promise<unknown>> = []
-    if (done[0] === 2) updates.push(this.guard.run(() => this.client.sadd(this.keys.groups(), group)))
+    // (a failed registration is retried on the group's next write here: on Cluster the registry's
+    // master can be down while the group's is up, and later writes are not the group's first)
+    if (done[0] === 2 || this.unregistered.has(group)) {
+      updates.push(this.on(this.keys.groups()).run(() => this.client.sadd(this.keys.groups(), group)).then(
+        () => { this.unregistered.delete(group) },
+        (err: unknown) => { this.unregistered.add(group); throw err }))
+    }
     tags.forEach((tag, i) => {
-      if (done[1][i] === '1') updates.push(this.guard.run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), '', ttlMs)))
+      if (done[1][i] === '1') updates.push(this.on(this.keys.tagRegistry(tag)).run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), '', ttlMs)))
     })
     await Promise.all(updates)
     return true
   }
 
   async registerTags (group: string, tags: readonly string[]): Promise<void> {
-    await Promise.all(tags.map((tag) => this.guard.run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), group, REGISTRATION_MS))))
+    await Promise.all(tags.map((tag) => this.on(this.keys.tagRegistry(tag)).run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), group, REGISTRATION_MS))))
   }
 
   async delete (key: string, group: string): Promise<boolean> {
-    const n = await this.guard.run(() => this.client.httpCacheDelete(key, indexOf(group), generationOf(group), this.channel))
+    const n = await this.on(key).run(() => this.client.httpCacheDelete(key, indexOf(group), generationOf(group), this.channel))
     this.invalidated?.({ key })
     return n > 0
   }
 
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
-    const n = await this.guard.run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
+    const n = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
       this.channel, entryPrefixOf(group), rest, origin ?? ''))
     this.invalidated?.({ group })
     return n
   }
 
   async evictGroup (group: string): Promise<number> {
-    const n = await this.guard.run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), this.channel, group))
+    const n = await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), this.channel, group))
     this.invalidated?.({ group })
     return n
   }
 
   /** Takes the lock of one key for `ttlMs` unless another holder has it; resolves to the token or undefined. */
   async lock (key: string, token: string, ttlMs: number): Promise<boolean> {
-    return (await this.guard.run(() => this.client.set(key, token, 'PX', ttlMs, 'NX'))) === 'OK'
+    return (await this.on(key).run(() => this.client.set(key, token, 'PX', ttlMs, 'NX'))) === 'OK'
   }
 
   async unlock (key: string, token: string): Promise<void> {
-    await this.guard.run(() => this.client.httpCacheUnlock(key, token))
+    await this.on(key).run(() => this.client.httpCacheUnlock(key, token))
   }
 
   async evictTag (tag: string): Promise<number> {
     const registry = this.keys.tagRegistry(tag)
-    const groups = await this.guard.run(() => this.client.smembers(registry))
+    const groups = await this.on(registry).run(() => this.client.smembers(registry))
     let n = 0
     for (const group of groups) {
       // unregister first: a write racing the eviction then either dies with it or registers again
-      await this.guard.run(() => this.client.srem(registry, group))
-      n += await this.guard.run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group), this.channel, group))
+      await this.on(registry).run(() => this.client.srem(registry, group))
+      n += await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group), this.channel, group))
       this.invalidated?.({ group })
     }
     return n
   }
 
   async clear (start: string): Promise<number> {
-    const groups = await this.guard.run(() => this.client.smembers(this.keys.groups()))
+    const groups = await this.on(this.keys.groups()).run(() => this.client.smembers(this.keys.groups()))
     let n = 0
     for (const group of groups) {
       if (!group.startsWith(start)) continue
-      await this.guard.run(() => this.client.srem(this.keys.groups(), group))
+      await this.on(this.keys.groups()).run(() => this.client.srem(this.keys.groups(), group))
       n += await this.evictGroup(group)
     }
     return n
+  }
+
+  /** The breaker of the node serving `key` (on Cluster: its slot's master as the client last saw it). */
+  private on (key: string): Guard {
+    if (!this.cluster) return this.guard
+    const node = (this.client as Cluster).slots[calculateSlot(key)]?.[0]
+    if (node === undefined) return this.guard
+    let guard = this.guards.get(node)
+    if (guard === undefined) this.guards.set(node, guard = new Guard(this.guardOptions))
+    return guard
   }
 
   async close (): Promise<void> {

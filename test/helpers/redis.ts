@@ -1,3 +1,5 @@
+import { once } from 'node:events'
+import type { ChildProcess } from 'node:child_process'
 import { RedisMemoryServer } from 'redis-memory-server'
 import { Redis } from 'ioredis'
 
@@ -9,7 +11,10 @@ export interface TestRedis {
   client (options?: Record<string, unknown>): Redis
   /** Stops the server (graceful shutdown); `start` brings it back on the same port. */
   stop (): Promise<void>
+  /** Starts the server again on the same port; also after a SIGKILL (kill() or process.kill), and a running one restarts. */
   start (): Promise<void>
+  /** Kills the server (SIGKILL: no shutdown, connections reset) and waits until it is gone. */
+  kill (): Promise<void>
   /** The running redis-server process (for SIGKILL / SIGSTOP fault injection). */
   pid (): number | undefined
 }
@@ -23,8 +28,19 @@ export async function startRedis (t: TapLike): Promise<TestRedis> {
   const host = await server.getHost()
   const port = await server.getPort()
   const clients: Redis[] = []
+  const child = (): ChildProcess | undefined => {
+    const info = server.getInstanceInfo()
+    return info === false ? undefined : info.childProcess
+  }
+  // The library still counts a server killed behind its back as running (its start() would throw):
+  // stop() makes it forget it (for a dead process it only waits for the exit to be reaped).
+  const forget = async (): Promise<void> => {
+    if (child() !== undefined) await server.stop()
+  }
   t.teardown(async () => {
     for (const c of clients) c.disconnect()
+    const c = child()
+    if (c?.pid !== undefined && c.exitCode === null && c.signalCode === null) process.kill(c.pid, 'SIGCONT') // a test that failed while it was stopped
     await server.stop()
   })
   return {
@@ -38,10 +54,18 @@ export async function startRedis (t: TapLike): Promise<TestRedis> {
       return c
     },
     async stop () { await server.stop() },
-    async start () { await server.start() },
-    pid () {
-      const info = server.getInstanceInfo()
-      return info === false ? undefined : info.childProcess?.pid
-    }
+    async start () {
+      await forget()
+      await server.start()
+    },
+    async kill () {
+      const c = child()
+      if (c?.pid === undefined) throw new Error('redis-server is not running')
+      const exited = once(c, 'exit')
+      process.kill(c.pid, 'SIGKILL')
+      await exited
+      await forget()
+    },
+    pid () { return child()?.pid }
   }
 }
