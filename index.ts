@@ -121,9 +121,9 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
 function createStore (fastify: FastifyInstance, redis: types.HttpCacheOptions['redis'], keys: KeyBuilder, opts: ResolvedOptions): Store {
   const settings = { timeout: opts.timeout, log: fastify.log, maxOrigins: opts.maxOrigins }
   if (typeof redis === 'string') {
-    // our own client: no retries or offline queueing behind the plugin's back; commands of concurrent
-    // requests share round trips (auto-pipelining)
-    const client = new Redis(redis, { maxRetriesPerRequest: 1, connectTimeout: 2000, enableAutoPipelining: true })
+    // our own client: no retries or offline queueing behind the plugin's back. No auto-pipelining: on a
+    // local Redis it cost ~8% of HIT throughput and doubled the p99 (npm run bench)
+    const client = new Redis(redis, { maxRetriesPerRequest: 1, connectTimeout: 2000 })
     client.on('error', (err) => fastify.log.debug({ err }, 'fastify-http-cache: Redis connection error'))
     return new RedisStore(client, keys, { ...settings, owned: true })
   }

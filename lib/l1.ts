@@ -50,6 +50,10 @@ export class L1 {
       this.lru.delete(what.key)
       return
     }
+    if ('all' in what) {
+      this.lru.clear()
+      return
+    }
     for (const key of [...this.groups.get(what.group) ?? []]) this.lru.delete(key)
   }
 

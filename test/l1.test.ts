@@ -124,6 +124,33 @@ t.test('a lost subscription turns the L1 off until it is back, then starts empty
   })
 })
 
+t.test('an eviction that fails still drops this instance\'s copies (no stale read of its own write)', async (t) => {
+  const redis = await startRedis(t)
+  const { a } = await instances(t, redis, { timeout: 200 })
+  const warm = async (): Promise<void> => {
+    await a.inject('/items/1')
+    await a.inject('/items/1')
+    t.equal((await a.inject('/items/1')).headers['x-cache'], 'HIT')
+  }
+  await warm()
+  const pid = redis.pid() as number
+  process.kill(pid, 'SIGSTOP')
+  try {
+    await t.rejects(a.cache.evictGroup('items'), 'Redis hung: the eviction fails')
+    t.not((await a.inject('/items/1')).headers['x-cache'], 'HIT', 'the copy is gone all the same')
+  } finally {
+    process.kill(pid, 'SIGCONT')
+  }
+  await until('Redis back', async () => (await a.inject('/items/1')).headers['x-cache'] === 'HIT', 5000)
+  process.kill(pid, 'SIGSTOP')
+  try {
+    await t.rejects(a.cache.evictTag('catalog'))
+    t.not((await a.inject('/items/1')).headers['x-cache'], 'HIT', 'a failed tag eviction drops every copy')
+  } finally {
+    process.kill(pid, 'SIGCONT')
+  }
+})
+
 t.test('L1 copies are bounded by ttl and size', async (t) => {
   const l1 = new L1(2000, 60_000)
   l1.setLive(true)
@@ -135,6 +162,9 @@ t.test('L1 copies are bounded by ttl and size', async (t) => {
   const before = l1.epoch
   l1.apply({ group: 'g' })
   t.equal(l1.size, 0, 'a group eviction drops its keys')
+  l1.fill('k1', 'h', { value, generation: '0' }, l1.epoch)
+  l1.apply({ all: true })
+  t.equal(l1.size, 0, 'and everything goes when the groups are unknown')
   l1.fill('late', 'g', { value, generation: '0' }, before)
   t.equal(l1.get('late'), undefined, 'a read that began before an invalidation does not fill')
   l1.fill('k', 'g', { value: null, generation: '0' }, l1.epoch)

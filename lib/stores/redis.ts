@@ -153,7 +153,7 @@ export class RedisStore implements Store {
   readonly name = 'redis'
   readonly stable = false
   readonly client: Client
-  /** Told of every eviction this instance makes, once Redis confirmed it (L1 drops it at once). */
+  /** Told of every eviction this instance makes, done or failed (L1 drops the copies at once either way). */
   invalidated: ((what: Invalidation) => void) | undefined
   private readonly guard: Guard
   // On Cluster, one breaker per master: a dead master must not turn the cache off for every group
@@ -236,22 +236,28 @@ export class RedisStore implements Store {
   }
 
   async delete (key: string, group: string): Promise<boolean> {
-    const n = await this.on(key).run(() => this.client.httpCacheDelete(key, indexOf(group), generationOf(group), this.channel))
-    this.invalidated?.({ key })
-    return n > 0
+    try {
+      return (await this.on(key).run(() => this.client.httpCacheDelete(key, indexOf(group), generationOf(group), this.channel))) > 0
+    } finally {
+      this.invalidated?.({ key })
+    }
   }
 
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
-    const n = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
-      this.channel, entryPrefixOf(group), rest, origin ?? ''))
-    this.invalidated?.({ group })
-    return n
+    try {
+      return await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
+        this.channel, entryPrefixOf(group), rest, origin ?? ''))
+    } finally {
+      this.invalidated?.({ group })
+    }
   }
 
   async evictGroup (group: string): Promise<number> {
-    const n = await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), this.channel, group))
-    this.invalidated?.({ group })
-    return n
+    try {
+      return await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), this.channel, group))
+    } finally {
+      this.invalidated?.({ group })
+    }
   }
 
   /** Takes the lock of one key for `ttlMs` unless another holder has it; resolves to the token or undefined. */
@@ -265,19 +271,26 @@ export class RedisStore implements Store {
 
   async evictTag (tag: string): Promise<number> {
     const registry = this.keys.tagRegistry(tag)
-    const groups = await this.on(registry).run(() => this.client.smembers(registry))
-    let n = 0
-    for (const group of groups) {
-      // unregister first: a write racing the eviction then either dies with it or registers again
-      await this.on(registry).run(() => this.client.srem(registry, group))
-      n += await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group), this.channel, group))
-      this.invalidated?.({ group })
+    try {
+      const groups = await this.on(registry).run(() => this.client.smembers(registry))
+      let n = 0
+      for (const group of groups) {
+        // unregister first: a write racing the eviction then either dies with it or registers again
+        await this.on(registry).run(() => this.client.srem(registry, group))
+        n += await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group), this.channel, group))
+        this.invalidated?.({ group })
+      }
+      return n
+    } catch (err) {
+      // which groups it reached is unknown: this instance's in-process copies all go
+      this.invalidated?.({ all: true })
+      throw err
     }
-    return n
   }
 
   async clear (start: string): Promise<number> {
     const groups = await this.on(this.keys.groups()).run(() => this.client.smembers(this.keys.groups()))
+      .catch((err: unknown) => { this.invalidated?.({ all: true }); throw err })
     let n = 0
     for (const group of groups) {
       if (!group.startsWith(start)) continue

@@ -2,7 +2,7 @@
 export interface Lookup { value: Buffer | null, generation: string }
 
 /** An eviction, as the stores report it to an in-process tier (L1) and publish it to other instances. */
-export type Invalidation = { group: string } | { key: string }
+export type Invalidation = { group: string } | { key: string } | { all: true }
 
 /**
  * What every store offers. Values are opaque bytes (the entry codec lives above the store); a group is
