@@ -1,44 +1,78 @@
 'use strict'
 
-// npm run bench: side-by-side throughput of
-//   bare    a bare Fastify route returning a 1 KB JSON body as a string: the bytes a HIT sends (its ceiling)
-//   object  the same route returning the object, which Fastify serializes per request (the usual handler)
-//   slow    the same route behind 5 ms of async work, uncached
-//   memory  the slow route cached by the plugin on its in-memory store (HITs only)
-//   redis   the slow route cached by the plugin on Redis (a throwaway redis-server; HITs only)
+// npm run bench: side-by-side throughput and latency of (see server.js for each kind)
+//   bare             a bare Fastify route returning the 1 KB JSON body as a string: the bytes a HIT sends
+//   object           the same route returning the object, serialized per request (the usual handler)
+//   slow             the same route behind 5 ms of async work, uncached
+//   slow-q           the slow route, uncached, every request with a unique query string (?n=<counter>)
+//   memory           the slow route cached by the plugin on its in-memory store (HITs only)
+//   redis            the slow route cached by the plugin on Redis (a throwaway redis-server; HITs only)
+//   l1               the same with the plugin's in-process tier, l1: { maxBytes: 64 MiB, ttl: 60 } (HITs only)
+//   miss             the slow route cached on Redis, every request a unique URL: a MISS that stores.
+//                    miss / slow-q is the cost of the MISS path.
+//   apicache-memory  Express 4 + apicache, memory (HITs only)
+//   apicache-redis   Express 4 + apicache on Redis through node-redis 3 (HITs only)
+//   lcache           Fastify 5 + fastify-lcache (HITs only)
 // Each server runs in its own process pinned to one core (taskset), autocannon runs here on another.
+// A server that cannot start (e.g. an option the plugin does not know yet) or does not serve what it
+// must is reported as not measured, with the reason, and the others are measured all the same.
 // Runs are interleaved and repeated; the table shows medians. Settings (environment):
 //   BENCH_DURATION     seconds per measured run (5)       BENCH_ROUNDS  rounds (3)
 //   BENCH_CONNECTIONS  concurrent connections (50)        BENCH_WARMUP  seconds of unmeasured load per server first (2)
+//   BENCH_SERVERS      comma-separated ids to run (all); bare always runs
 //   BENCH_SERVER_CPU   core of the servers (0)            BENCH_CLIENT_CPU  core of autocannon (1)
 //   BENCH_REDIS_CPU    core(s) of redis-server, e.g. "1" or "0,1" (default: not pinned)
 //   BENCH_PIN=0        no pinning                          REDIS_SERVER_BIN  redis-server binary (redis-server on PATH)
 //   BENCH_MAX_FOREIGN  % of a CPU other processes may use during a run before it is repeated (15)
 //   BENCH_RETRIES      how often such a run is repeated at most (2)
 //   BENCH_QUIET_WAIT   seconds to wait before each run for other processes to calm down (30)
+//   BENCH_RESULTS      where to write the results (test/bench/results.json)
+//   BENCH_CHART        where to write the chart made from them (docs/bench.svg)
+//   HTTP_CACHE_DIST    directory of the compiled plugin to measure (dist/)
 
 const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const http = require('node:http')
-const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
-const { setTimeout: sleep } = require('node:timers/promises')
 const autocannon = require('autocannon')
 const { text: BODY_TEXT, SIZE } = require('./body.js')
+const { startRedisServer, machine, describeMachine, median, Samples, sleep, redisBin } = require('./common.js')
+const { writeChart } = require('./chart.js')
 
+const RESULTS = path.resolve(process.env.BENCH_RESULTS ?? path.join(__dirname, 'results.json'))
+const CHART = process.env.BENCH_CHART === undefined ? undefined : path.resolve(process.env.BENCH_CHART)
+
+function versionOf (pkg) {
+  try {
+    return require(`${pkg}/package.json`).version
+  } catch {
+    return '?'
+  }
+}
+
+// check: 'none' (nothing cached), 'hit' (every measured request must be a HIT: handler runs do not grow),
+// 'miss' (every measured request must run the handler and store). xcache: answers carry x-cache.
+// unique: every request gets its own query string.
 const SERVERS = [
-  { kind: 'bare', label: 'bare route, 1 KB JSON string', cached: false },
-  { kind: 'object', label: 'bare route, object serialized per req', cached: false },
-  { kind: 'slow', label: 'same + 5 ms async work, uncached', cached: false },
-  { kind: 'memory', label: 'slow route cached, memory store, HIT', cached: true },
-  { kind: 'redis', label: 'slow route cached, Redis store, HIT', cached: true }
+  { id: 'bare', kind: 'bare', label: 'bare route, 1 KB JSON string', check: 'none' },
+  { id: 'object', kind: 'object', label: 'bare route, object serialized per req', check: 'none' },
+  { id: 'slow', kind: 'slow', label: 'same + 5 ms async work, uncached', check: 'none' },
+  { id: 'slow-q', kind: 'slow', label: 'same, uncached, unique query per req', check: 'none', unique: true },
+  { id: 'memory', kind: 'memory', label: 'slow route cached, memory store, HIT', check: 'hit', xcache: true },
+  { id: 'redis', kind: 'redis', label: 'slow route cached, Redis store, HIT', check: 'hit', xcache: true, redis: true },
+  { id: 'l1', kind: 'l1', label: 'slow route cached, Redis + L1, HIT', check: 'hit', xcache: true, redis: true },
+  { id: 'miss', kind: 'miss', label: 'slow route cached, Redis, every req MISS', check: 'miss', xcache: true, redis: true, unique: true },
+  { id: 'apicache-memory', kind: 'apicache-memory', label: `apicache ${versionOf('apicache')} (Express ${versionOf('express')}), memory, HIT`, check: 'hit' },
+  { id: 'apicache-redis', kind: 'apicache-redis', label: `apicache ${versionOf('apicache')} (Express), Redis, HIT`, check: 'hit', redis: true },
+  { id: 'lcache', kind: 'lcache', label: `fastify-lcache ${versionOf('fastify-lcache')} (Fastify ${versionOf('fastify')}), HIT`, check: 'hit' }
 ]
 
 const children = new Set()
 let currentRun = null
 let cleaningUp = null
+let redisChild = null // stopped last, so no server sees its Redis go away while closing
 
 function intEnv (name, fallback, min = 1) {
   const raw = process.env[name]
@@ -55,6 +89,12 @@ function cpuEnv (name, fallback) {
 }
 
 function readConfig () {
+  const known = SERVERS.map((s) => s.id)
+  let only = null
+  if (process.env.BENCH_SERVERS !== undefined && process.env.BENCH_SERVERS !== '') {
+    only = new Set(['bare', ...process.env.BENCH_SERVERS.split(',').map((s) => s.trim()).filter(Boolean)])
+    for (const id of only) if (!known.includes(id)) throw new Error(`BENCH_SERVERS: unknown server ${JSON.stringify(id)} (known: ${known.join(', ')})`)
+  }
   return {
     duration: intEnv('BENCH_DURATION', 5),
     rounds: intEnv('BENCH_ROUNDS', 3),
@@ -66,7 +106,8 @@ function readConfig () {
     serverCpu: cpuEnv('BENCH_SERVER_CPU', '0'),
     clientCpu: cpuEnv('BENCH_CLIENT_CPU', '1'),
     redisCpu: cpuEnv('BENCH_REDIS_CPU', undefined),
-    redisBin: process.env.REDIS_SERVER_BIN ?? 'redis-server'
+    redisBin: redisBin(),
+    servers: SERVERS.filter((s) => only === null || only.has(s.id))
   }
 }
 
@@ -100,86 +141,26 @@ function pinSelf (cpu) {
   if (r.status !== 0) throw new Error(`taskset could not pin the load generator to CPU ${cpu}`)
 }
 
-// ---- redis-server -----------------------------------------------------------------------------
-
-async function freePort () {
-  return await new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-async function redisPing (port) {
-  return await new Promise((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port })
-    let data = ''
-    const done = (ok) => {
-      sock.destroy()
-      resolve(ok)
-    }
-    sock.setTimeout(500, () => done(false))
-    sock.once('error', () => done(false))
-    sock.once('connect', () => sock.write('PING\r\n'))
-    sock.on('data', (chunk) => {
-      data += chunk
-      if (data.includes('\r\n')) done(data.startsWith('+PONG'))
-    })
-  })
-}
-
-async function startRedis (cfg, pin) {
-  const port = await freePort()
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', os.tmpdir(), '--daemonize', 'no', '--loglevel', 'warning']
-  const child = launch(pin, cfg.redisCpu, cfg.redisBin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  const keep = (chunk) => { output = (output + chunk).slice(-4000) }
-  child.stdout.on('data', keep)
-  child.stderr.on('data', keep)
-  let failure = null
-  child.once('error', (err) => {
-    failure = err.code === 'ENOENT'
-      ? new Error(`${pin && cfg.redisCpu !== undefined ? 'taskset or ' : ''}${cfg.redisBin} not found: install redis-server (apt-get install redis-server) or set REDIS_SERVER_BIN`)
-      : err
-  })
-  child.once('exit', (code, signal) => {
-    failure ??= new Error(`redis-server exited during startup (code ${code}, signal ${signal}):\n${output}`)
-  })
-  const deadline = Date.now() + 10_000
-  while (Date.now() < deadline) {
-    if (failure !== null) throw failure
-    if (await redisPing(port)) return { url: `redis://127.0.0.1:${port}`, child }
-    await sleep(50)
-  }
-  throw new Error(`redis-server did not answer PING on 127.0.0.1:${port} within 10 s:\n${output}`)
-}
-
-function redisVersion (bin) {
-  const r = spawnSync(bin, ['--version'], { encoding: 'utf8' })
-  return /v=([\d.]+)/.exec(r.stdout ?? '')?.[1] ?? 'unknown'
-}
-
 // ---- benchmarked servers ----------------------------------------------------------------------
 
+/** Resolves to the running server, or rejects with the reason it could not start (its own words). */
 async function startServer (server, cfg, pin, redisUrl) {
   const args = [path.join(__dirname, 'server.js'), server.kind]
-  if (server.kind === 'redis') args.push(redisUrl)
-  const child = launch(pin, cfg.serverCpu, process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
+  if (server.redis) args.push(redisUrl)
+  const child = launch(pin, cfg.serverCpu, process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] })
   child.stdin.on('error', () => {})
+  // its stderr goes to ours, line by line with its id
+  readline.createInterface({ input: child.stderr }).on('line', (line) => process.stderr.write(`[${server.id}] ${line}\n`))
   return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${server.label}: server did not start within 20 s`)), 20_000)
-    const lines = readline.createInterface({ input: child.stdout })
-    lines.on('line', (line) => {
+    const timer = setTimeout(() => reject(new Error('did not start within 20 s')), 20_000)
+    let reason = null
+    readline.createInterface({ input: child.stdout }).on('line', (line) => {
       let msg
       try { msg = JSON.parse(line) } catch { return }
+      if (typeof msg?.error === 'string') reason = msg.error
       if (typeof msg?.port === 'number') {
         clearTimeout(timer)
-        resolve({ ...server, child, url: `http://127.0.0.1:${msg.port}/` })
+        resolve({ ...server, child, url: `http://127.0.0.1:${msg.port}/`, sequence: 0 })
       }
     })
     child.once('error', (err) => {
@@ -188,7 +169,8 @@ async function startServer (server, cfg, pin, redisUrl) {
     })
     child.once('exit', (code, signal) => {
       clearTimeout(timer)
-      reject(new Error(`${server.label}: server exited during startup (code ${code}, signal ${signal}); see its stderr above`))
+      // stdout may still hold the error line: read it before giving up
+      setImmediate(() => reject(new Error(reason ?? `exited during startup (code ${code}, signal ${signal}); see its stderr above`)))
     })
   })
 }
@@ -206,30 +188,54 @@ async function get (url) {
   })
 }
 
-async function handlerRuns (server) {
-  return JSON.parse((await get(new URL('/stats', server.url).href)).body).runs
+/** {runs: handler runs, xcache: {HIT: n, MISS: n} (the miss server only)} */
+async function serverStats (server) {
+  return JSON.parse((await get(new URL('/stats', server.url).href)).body)
 }
 
-/** Checks the body, and for the cached servers that a warmed entry is served as `x-cache: HIT`. */
+function expectBody (server, res, what) {
+  if (res.status !== 200 || res.body !== BODY_TEXT) {
+    throw new Error(`${what} answered ${res.status} with a ${res.body.length}-byte body, expected 200 with the ${SIZE}-byte JSON body`)
+  }
+}
+
+/**
+ * Checks that a server answers the same bytes as the bare route and behaves as its row claims: a cached
+ * server serves a warmed entry without running its handler (and says x-cache: HIT when it is this plugin),
+ * the miss server runs its handler on a new URL, stores the answer and serves it as a HIT afterwards.
+ */
 async function verify (server) {
-  const first = await get(server.url)
-  if (first.status !== 200 || first.body !== BODY_TEXT) {
-    throw new Error(`${server.label}: GET / answered ${first.status} with a ${first.body.length}-byte body, expected 200 with the ${SIZE}-byte JSON body`)
+  if (server.check === 'miss') {
+    const url = new URL(`/?n=verify-${process.pid}`, server.url).href
+    const before = (await serverStats(server)).runs
+    const first = await get(url)
+    expectBody(server, first, `GET ${url}`)
+    if (first.headers['x-cache'] !== 'MISS') throw new Error(`a new URL answered x-cache: ${JSON.stringify(first.headers['x-cache'])}, expected MISS`)
+    if ((await serverStats(server)).runs !== before + 1) throw new Error('a MISS did not run the handler once')
+    await untilHit(server, url)
+    return
   }
-  if (!server.cached) return
-  let last = first
+  const url = server.unique ? new URL('/?n=verify', server.url).href : server.url
+  expectBody(server, await get(url), `GET ${url}`)
+  if (server.check === 'hit') await untilHit(server, url)
+}
+
+/** Waits until GET `url` is served from the cache: the handler does not run (and x-cache says HIT). */
+async function untilHit (server, url) {
+  let last
   // the entry is written after the response is sent: give the store a moment
-  for (let i = 0; i < 40 && last.headers['x-cache'] !== 'HIT'; i++) {
+  for (let i = 0; i < 40; i++) {
+    const before = (await serverStats(server)).runs
+    last = await get(url)
+    const after = (await serverStats(server)).runs
+    if (after === before && (!server.xcache || last.headers['x-cache'] === 'HIT')) {
+      expectBody(server, last, 'the HIT')
+      return
+    }
     await sleep(50)
-    last = await get(server.url)
   }
-  if (last.headers['x-cache'] !== 'HIT') {
-    throw new Error(`${server.label}: after warming, GET / still answers x-cache: ${JSON.stringify(last.headers['x-cache'])} ` +
-      '(expected HIT). The plugin does not store or serve this response, so there are no HITs to measure; aborting.')
-  }
-  if (last.status !== 200 || last.body !== BODY_TEXT) {
-    throw new Error(`${server.label}: the HIT answered ${last.status} with a ${last.body.length}-byte body that differs from the handler's`)
-  }
+  throw new Error(`after warming, GET ${url} still runs the handler (x-cache: ${JSON.stringify(last.headers['x-cache'])}): ` +
+    'nothing is stored or served from the cache, so there are no HITs to measure')
 }
 
 // ---- CPU used by other processes (Linux) ------------------------------------------------------
@@ -285,34 +291,17 @@ async function waitQuiet (max, maxWait) {
 
 // ---- load -------------------------------------------------------------------------------------
 
-/** Response times in ms, at autocannon's full resolution (its own histogram keeps whole ms only). */
-class Samples {
-  constructor () {
-    this.values = new Float64Array(1 << 16)
-    this.length = 0
-  }
-
-  push (v) {
-    if (this.length === this.values.length) {
-      const grown = new Float64Array(this.values.length * 2)
-      grown.set(this.values)
-      this.values = grown
-    }
-    this.values[this.length++] = v
-  }
-
-  percentile (p) {
-    if (this.length === 0) return NaN
-    const sorted = this.values.subarray(0, this.length).sort()
-    return sorted[Math.min(this.length - 1, Math.max(0, Math.ceil((p / 100) * this.length) - 1))]
-  }
-}
-
-async function load (url, duration, connections, watch = []) {
+async function load (server, duration, connections, watch = []) {
   const samples = new Samples()
   const before = cpuSnapshot(watch)
+  const options = { url: server.url, duration, connections, pipelining: 1 }
+  if (server.unique) {
+    // every request its own URL: for the miss server a MISS that stores, for slow-q the same work uncached
+    // (each such server counts from 0: slow-q and miss see the same URLs, none of them twice)
+    options.requests = [{ setupRequest: (req) => ({ ...req, path: `/?n=${server.sequence++}` }) }]
+  }
   const result = await new Promise((resolve, reject) => {
-    const instance = autocannon({ url, duration, connections, pipelining: 1 }, (err, res) => {
+    const instance = autocannon(options, (err, res) => {
       currentRun = null
       if (err) reject(err)
       else resolve(res)
@@ -324,29 +313,29 @@ async function load (url, duration, connections, watch = []) {
   })
   const cpu = cpuShares(before, cpuSnapshot(watch))
   return {
+    rps: result.requests.total / result.duration,
+    // percentiles of every 2xx response time at full resolution (autocannon's own histogram, kept as
+    // acP50/acP99, rounds to whole ms)
+    p50: samples.percentile(50),
+    p99: samples.percentile(99),
+    acP50: result.latency.p50,
+    acP99: result.latency.p99,
+    ok: samples.length,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
     foreign: cpu.foreign,
     client: cpu.client,
     server: cpu.pids[0] ?? NaN,
-    redis: cpu.pids[1] ?? NaN,
-    rps: result.requests.total / result.duration,
-    p50: samples.percentile(50),
-    p99: samples.percentile(99),
-    errors: result.errors + result.timeouts,
-    non2xx: result.non2xx
+    redis: cpu.pids[1] ?? NaN
   }
 }
 
 // ---- report -----------------------------------------------------------------------------------
 
-function median (values) {
-  const s = [...values].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
-const int = (n) => Math.round(n).toLocaleString('en-US')
-const ms = (n) => n.toFixed(2)
-const pct = (n) => `${Math.round(n * 100)}%`
+const int = (n) => Number.isNaN(n) ? '-' : Math.round(n).toLocaleString('en-US')
+const ms = (n) => Number.isNaN(n) ? '-' : n.toFixed(2)
+const pct = (n) => Number.isNaN(n) ? '-' : `${Math.round(n * 100)}%`
+const ratio = (n) => Number.isNaN(n) ? '-' : n.toFixed(2)
 
 function table (rows, header) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
@@ -355,33 +344,134 @@ function table (rows, header) {
   return [line(header), rule, ...rows.map(line)].join('\n')
 }
 
+/** Medians of one server's runs, and its ratios to the bare route. */
+function summarize (server, runs, bare) {
+  const rps = median(runs.map((r) => r.rps))
+  const p99 = median(runs.map((r) => r.p99))
+  return {
+    id: server.id,
+    label: server.label,
+    rps,
+    p50: median(runs.map((r) => r.p50)),
+    p99,
+    rpsRatio: bare === undefined ? NaN : rps / bare.rps,
+    p99Ratio: bare === undefined ? NaN : p99 / bare.p99,
+    serverCpu: median(runs.map((r) => r.server)),
+    redisCpu: server.redis ? median(runs.map((r) => r.redis)) : undefined,
+    rounds: runs
+  }
+}
+
+/** The issue's throughput and latency targets, each met / not met with its figure. */
+function targets (byId) {
+  const out = []
+  const fig = (id) => byId.get(id)
+  const add = (name, ids, compute) => {
+    const missing = ids.filter((id) => fig(id) === undefined || fig(id).failed !== undefined)
+    if (missing.length > 0) {
+      out.push({ name, met: null, text: `not measured (${missing.map((id) => fig(id)?.failed !== undefined ? `${id} failed` : `${id} not run`).join(', ')})` })
+      return
+    }
+    const { value, met, text } = compute(...ids.map(fig))
+    out.push({ name, value, met, text })
+  }
+  const rel = (name, a, b, min) => add(name, [a, b], (x, y) => {
+    const v = x.rps / y.rps
+    return { value: v, met: v >= min, text: `${v.toFixed(2)}× (${int(x.rps)} vs ${int(y.rps)} req/s; target >= ${min.toFixed(2)}×)` }
+  })
+  rel('memory HIT >= 0.90× bare', 'memory', 'bare', 0.90)
+  rel('memory HIT >= 1.15× fastify-lcache', 'memory', 'lcache', 1.15)
+  rel('Redis HIT >= 0.70× bare', 'redis', 'bare', 0.70)
+  rel('Redis HIT >= 4× apicache + Redis', 'redis', 'apicache-redis', 4)
+  rel('L1 HIT >= 0.90× bare', 'l1', 'bare', 0.90)
+  add('MISS overhead <= 5% (miss vs slow-q)', ['miss', 'slow-q'], (m, s) => {
+    const v = 1 - m.rps / s.rps
+    return {
+      value: v,
+      met: v <= 0.05,
+      text: `${(v * 100).toFixed(1)}% fewer req/s (${int(m.rps)} vs ${int(s.rps)}), p50 ${ms(m.p50)} vs ${ms(s.p50)} ms, p99 ${ms(m.p99)} vs ${ms(s.p99)} ms`
+    }
+  })
+  for (const id of ['memory', 'redis', 'l1']) {
+    add(`p99 of a HIT (${id}) <= 1.5× bare p99`, [id, 'bare'], (h, b) => {
+      const v = h.p99 / b.p99
+      return { value: v, met: v <= 1.5, text: `${v.toFixed(2)}× (${ms(h.p99)} vs ${ms(b.p99)} ms)` }
+    })
+  }
+  return out
+}
+
+/** The eviction and storage targets, as npm run bench:evict last measured them (kept in results.json). */
+function evictTargets (evict) {
+  if (evict === undefined) {
+    return [{ name: 'group eviction and storage targets', met: null, text: 'not measured here: run npm run bench:evict (its figures are then listed by every bench run)' }]
+  }
+  return (evict.targets ?? []).map((t) => ({ ...t, text: `${t.text} (npm run bench:evict, ${evict.at})` }))
+}
+
+function printTargets (list) {
+  console.log('\ntargets:')
+  for (const t of list) {
+    const mark = t.met === null ? 'not measured' : t.met ? 'met' : 'NOT MET'
+    console.log(`  ${mark.padEnd(12)} ${t.name}: ${t.text}`)
+  }
+}
+
+function readPrevious () {
+  try {
+    return JSON.parse(fs.readFileSync(RESULTS, 'utf8'))
+  } catch {
+    return {}
+  }
+}
+
 // ---- main -------------------------------------------------------------------------------------
 
 async function main () {
   const cfg = readConfig()
-  const cpus = os.availableParallelism() // before pinning: afterwards this process sees one CPU
+  const mach = machine() // before pinning: afterwards this process sees one CPU
   const noPin = canPin(cfg)
   const pin = noPin === null
   const log = (msg) => process.stderr.write(msg + '\n')
 
-  log(`starting redis-server and ${SERVERS.length} servers…`)
-  const redis = await startRedis(cfg, pin)
-  const servers = await Promise.all(SERVERS.map((s) => startServer(s, cfg, pin, redis.url)))
+  log(`starting redis-server and ${cfg.servers.length} servers…`)
+  const redis = await startRedisServer({ bin: cfg.redisBin, launch: (cmd, args, options) => launch(pin, cfg.redisCpu, cmd, args, options) })
+  redisChild = redis.child
+  const started = await Promise.allSettled(cfg.servers.map((s) => startServer(s, cfg, pin, redis.url)))
   // after the children are started, so they do not inherit this affinity
   if (pin) pinSelf(cfg.clientCpu)
 
-  for (const server of servers) await verify(server)
-  log('verified: bodies identical, memory and Redis entries answer x-cache: HIT')
+  const failed = new Map() // id -> reason
+  const servers = []
+  for (let i = 0; i < cfg.servers.length; i++) {
+    const s = cfg.servers[i]
+    const r = started[i]
+    if (r.status === 'rejected') {
+      failed.set(s.id, `did not start: ${r.reason.message}`)
+      continue
+    }
+    try {
+      await verify(r.value)
+      servers.push(r.value)
+    } catch (err) {
+      failed.set(s.id, `failed its check: ${err.message}`)
+      r.value.child.stdin.end()
+    }
+  }
+  for (const [id, reason] of failed) log(`NOT MEASURED ${id}: ${reason}`)
+  if (!servers.some((s) => s.id === 'bare')) throw new Error(`the bare route is the reference of every ratio and could not be measured: ${failed.get('bare')}`)
+  log(`verified ${servers.map((s) => s.id).join(', ')}: bodies identical to the bare route's, cached servers serve HITs without running their handler`)
 
   if (cfg.warmup > 0) {
     for (const server of servers) {
       log(`warm-up ${cfg.warmup} s: ${server.label}`)
-      await load(server.url, cfg.warmup, cfg.connections)
+      await load(server, cfg.warmup, cfg.connections)
     }
   }
-  const runsBefore = await Promise.all(servers.map(handlerRuns))
+  const statsBefore = await Promise.all(servers.map(serverStats))
+  const firstMeasured = new Map(servers.map((s) => [s.id, s.sequence]))
 
-  const results = new Map(servers.map((s) => [s.kind, []]))
+  const results = new Map(servers.map((s) => [s.id, []]))
   for (let round = 0; round < cfg.rounds; round++) {
     // rotate the order each round so no server always runs first or last
     for (let i = 0; i < servers.length; i++) {
@@ -390,56 +480,109 @@ async function main () {
       for (let attempt = 1; ; attempt++) {
         const waited = await waitQuiet(cfg.maxForeign, cfg.quietWait * 1000)
         if (waited > 1000) log(`round ${round + 1}/${cfg.rounds}  waited ${(waited / 1000).toFixed(1)} s for other processes to calm down`)
-        r = await load(server.url, cfg.duration, cfg.connections, [server.child.pid, redis.child.pid])
+        r = await load(server, cfg.duration, cfg.connections, [server.child.pid, redis.child.pid])
         // a run that shared the cores with other work says little about the server: do it again
         if (!(r.foreign > cfg.maxForeign) || attempt > cfg.retries) break
-        log(`round ${round + 1}/${cfg.rounds}  ${server.label}: other processes used ${pct(r.foreign)} of a CPU, repeating the run (${attempt}/${cfg.retries})`)
+        log(`round ${round + 1}/${cfg.rounds}  ${server.id}: other processes used ${pct(r.foreign)} of a CPU, repeating the run (${attempt}/${cfg.retries})`)
       }
-      results.get(server.kind).push(r)
-      log(`round ${round + 1}/${cfg.rounds}  ${server.label.padEnd(38)} ${int(r.rps).padStart(7)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms` +
-        (Number.isNaN(r.foreign) ? '' : `  CPU: server ${pct(r.server)}, autocannon ${pct(r.client)}${server.kind === 'redis' ? `, redis-server ${pct(r.redis)}` : ''}, others ${pct(r.foreign)}`) +
+      results.get(server.id).push(r)
+      log(`round ${round + 1}/${cfg.rounds}  ${server.id.padEnd(16)} ${int(r.rps).padStart(7)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms` +
+        (Number.isNaN(r.foreign) ? '' : `  CPU: server ${pct(r.server)}, autocannon ${pct(r.client)}${server.redis ? `, redis-server ${pct(r.redis)}` : ''}, others ${pct(r.foreign)}`) +
         (r.errors + r.non2xx > 0 ? `  (${r.errors} errors, ${r.non2xx} non-2xx)` : ''))
     }
   }
-  const runsAfter = await Promise.all(servers.map(handlerRuns))
+  const statsAfter = await Promise.all(servers.map(serverStats))
 
-  const bare = median(results.get('bare').map((r) => r.rps))
-  const bareP99 = median(results.get('bare').map((r) => r.p99))
-  const rows = servers.map((s) => {
-    const rs = results.get(s.kind)
-    const rps = median(rs.map((r) => r.rps))
-    const p99 = median(rs.map((r) => r.p99))
-    const serverCpu = median(rs.map((r) => r.server))
-    return [s.label, int(rps), (rps / bare).toFixed(2), ms(median(rs.map((r) => r.p50))), ms(p99), (p99 / bareP99).toFixed(2),
-      Number.isNaN(serverCpu) ? '-' : pct(serverCpu), rs.map((r) => int(r.rps)).join(' / ')]
-  })
+  // did every measured request do what the row says?
+  const problems = new Map()
+  for (let i = 0; i < servers.length; i++) {
+    const s = servers[i]
+    const rs = results.get(s.id)
+    const errors = rs.reduce((n, r) => n + r.errors, 0)
+    const non2xx = rs.reduce((n, r) => n + r.non2xx, 0)
+    const ok = rs.reduce((n, r) => n + r.ok, 0)
+    const runs = statsAfter[i].runs - statsBefore[i].runs
+    const why = []
+    if (errors + non2xx > 0) why.push(`${errors} errors/timeouts and ${non2xx} non-2xx responses during measurement`)
+    if (s.check === 'hit' && runs !== 0) why.push(`the handler ran ${runs} times during measurement, so not every measured response was a HIT`)
+    if (s.check === 'miss') {
+      const hits = (statsAfter[i].xcache.HIT ?? 0) - (statsBefore[i].xcache.HIT ?? 0)
+      const misses = (statsAfter[i].xcache.MISS ?? 0) - (statsBefore[i].xcache.MISS ?? 0)
+      if (hits > 0) why.push(`${hits} measured responses were HITs`)
+      if (misses < ok) why.push(`only ${misses} of ${ok} measured responses said x-cache: MISS`)
+      if (runs < ok) why.push(`the handler ran ${runs} times for ${ok} responses: not every measured request was a MISS`)
+      // the measured misses stored their answers: one of them is a HIT now
+      // (one of the last round: the miss route keeps entries for 60 s)
+      const sample = new URL(`/?n=${Math.max(firstMeasured.get(s.id), s.sequence - 1000)}`, s.url).href
+      const again = await get(sample)
+      if (again.headers['x-cache'] !== 'HIT') why.push(`a URL requested during measurement is not stored (GET ${sample} answered x-cache: ${JSON.stringify(again.headers['x-cache'])})`)
+    }
+    if (why.length > 0) problems.set(s.id, why.join('; '))
+  }
 
-  const cpu = os.cpus()[0]?.model?.trim() ?? 'unknown CPU'
+  const bare = summarize(servers.find((s) => s.id === 'bare'), results.get('bare'))
+  const rows = []
+  const summaries = []
+  for (const s of cfg.servers) {
+    if (failed.has(s.id)) {
+      summaries.push({ id: s.id, label: s.label, failed: failed.get(s.id) })
+      continue
+    }
+    const sum = summarize(s, results.get(s.id), bare)
+    if (problems.has(s.id)) sum.problem = problems.get(s.id)
+    summaries.push(sum)
+    rows.push([s.label + (problems.has(s.id) ? ' (!)' : ''), int(sum.rps), ratio(sum.rpsRatio), ms(sum.p50), ms(sum.p99), ratio(sum.p99Ratio),
+      pct(sum.serverCpu), sum.rounds.map((r) => int(r.rps)).join(' / ')])
+  }
+  for (const s of summaries) if (s.failed !== undefined) rows.push([s.label, '-', '-', '-', '-', '-', '-', 'not measured (see below)'])
+
+  const previous = readPrevious()
+  const byId = new Map(summaries.map((s) => [s.id, s]))
+  const runTargets = targets(byId)
+  const foreign = [...results.values()].flat().map((r) => r.foreign).filter((n) => !Number.isNaN(n))
+  const out = {
+    at: new Date().toISOString(),
+    machine: mach,
+    settings: {
+      duration: cfg.duration,
+      rounds: cfg.rounds,
+      connections: cfg.connections,
+      warmup: cfg.warmup,
+      bodyBytes: SIZE,
+      pinning: pin ? { servers: cfg.serverCpu, autocannon: cfg.clientCpu, redis: cfg.redisCpu ?? null } : noPin,
+      othersCpuAverage: foreign.length > 0 ? foreign.reduce((a, b) => a + b, 0) / foreign.length : null,
+      othersCpuWorst: foreign.length > 0 ? Math.max(...foreign) : null
+    },
+    servers: summaries,
+    targets: runTargets,
+    evict: previous.evict // kept from npm run bench:evict
+  }
+  fs.writeFileSync(RESULTS, JSON.stringify(out, null, 2) + '\n')
+  const chart = writeChart(out, CHART)
+
   console.log(`\nfastify-http-cache benchmark: ${cfg.rounds} rounds × ${cfg.duration} s per server, ${cfg.connections} connections, ` +
     `${SIZE}-byte JSON body, medians`)
-  console.log(`${cpu}, ${cpus} CPUs, Node ${process.version}, redis-server ${redisVersion(cfg.redisBin)}, ` +
+  console.log(`${describeMachine(mach)}, ` +
     (pin ? `servers on CPU ${cfg.serverCpu}, autocannon on CPU ${cfg.clientCpu}, redis-server ${cfg.redisCpu === undefined ? 'not pinned' : `on CPU ${cfg.redisCpu}`}` : `pinning ${noPin}`))
-  const foreign = [...results.values()].flat().map((r) => r.foreign).filter((n) => !Number.isNaN(n))
   if (foreign.length > 0) {
     const worst = Math.max(...foreign)
-    console.log(`other processes used ${pct(foreign.reduce((a, b) => a + b, 0) / foreign.length)} of a CPU on average during the runs (worst run ${pct(worst)})` +
+    console.log(`other processes used ${pct(out.settings.othersCpuAverage)} of a CPU on average during the runs (worst run ${pct(worst)})` +
       (worst > cfg.maxForeign ? ': the machine was not quiet, treat the figures as noisy' : ''))
   }
   console.log('')
   console.log(table(rows, ['server', 'req/s', '× bare', 'p50 ms', 'p99 ms', 'p99 × bare', 'server CPU', 'req/s per round']))
+  for (const s of summaries) if (s.failed !== undefined) console.log(`\nnot measured: ${s.id} (${s.label}): ${s.failed}`)
+  printTargets([...runTargets, ...evictTargets(previous.evict)])
+  console.log(`\nresults: ${path.relative(process.cwd(), RESULTS)}, chart: ${path.relative(process.cwd(), chart)}`)
 
-  const problems = []
-  servers.forEach((s, i) => {
-    const rs = results.get(s.kind)
-    const errors = rs.reduce((n, r) => n + r.errors, 0)
-    const non2xx = rs.reduce((n, r) => n + r.non2xx, 0)
-    if (errors + non2xx > 0) problems.push(`${s.label}: ${errors} errors/timeouts and ${non2xx} non-2xx responses during measurement`)
-    if (s.cached && runsAfter[i] !== runsBefore[i]) {
-      problems.push(`${s.label}: the handler ran ${runsAfter[i] - runsBefore[i]} times during measurement, so not every measured response was a HIT`)
-    }
-  })
-  if (problems.length > 0) throw new Error('the figures above are not trustworthy:\n  ' + problems.join('\n  '))
-  console.log('\nevery measured response of the cached servers was a HIT (their handlers did not run)')
+  if (problems.size > 0) {
+    throw new Error('the figures of these rows are not trustworthy:\n  ' + [...problems].map(([id, why]) => `${id}: ${why}`).join('\n  '))
+  }
+  console.log('every measured response of the cached servers was a HIT (their handlers did not run); every one of the miss server ran its handler and stored')
+  if (failed.size > 0) {
+    process.stderr.write(`\n${failed.size} server(s) not measured: ${[...failed.keys()].join(', ')}\n`)
+    process.exitCode = 1
+  }
 }
 
 // ---- cleanup ----------------------------------------------------------------------------------
@@ -457,6 +600,7 @@ async function stopChild (child) {
 async function cleanup () {
   cleaningUp ??= (async () => {
     currentRun?.stop()
+    await Promise.all([...children].filter((c) => c !== redisChild).map(stopChild))
     await Promise.all([...children].map(stopChild))
   })()
   await cleaningUp

@@ -1,61 +1,138 @@
 'use strict'
 
 // One benchmarked server, run by test/bench/run.js in its own process (pinned to its own core).
-//   node test/bench/server.js <bare|object|slow|memory|redis> [redis-url]
-// Prints one JSON line {"port": n} on stdout once listening; exits when stdin closes (the parent
-// went away) or on SIGTERM/SIGINT.
+//   node test/bench/server.js <kind> [redis-url]
+// Kinds (every one answers GET / with the same 1 KB JSON body, see body.js):
+//   bare             Fastify, the body as a ready string: the bytes a HIT sends (the ceiling of any HIT)
+//   object           Fastify, the body as an object serialized per request (the usual handler)
+//   slow             Fastify, the object after 5 ms of async work, uncached (also "slow-q" in run.js)
+//   memory           the slow route cached by this plugin, in-memory store
+//   redis            the slow route cached by this plugin on Redis                          (needs the URL)
+//   l1               the same with the in-process tier l1: { maxBytes: 64 MiB, ttl: 60 }     (needs the URL)
+//   miss             the slow route cached by this plugin on Redis, loaded with unique URLs (every request a
+//                    MISS that stores); counts the x-cache value of every response        (needs the URL)
+//   apicache-memory  Express 4 + apicache, memory store, the slow route cached
+//   apicache-redis   Express 4 + apicache on Redis (node-redis 3, the client apicache drives) (needs the URL)
+//   lcache           Fastify 5 + fastify-lcache, the slow route cached
+// GET /stats answers {"runs": <handler runs>, "xcache": {...}} so the parent can tell HITs from MISSes.
+// Prints one JSON line {"port": n} on stdout once listening, or {"error": "..."} when it cannot start;
+// exits when stdin closes (the parent went away) or on SIGTERM/SIGINT.
 
 const { setTimeout: sleep } = require('node:timers/promises')
-const Fastify = require('fastify')
 const { body, text } = require('./body.js')
+const { loadPlugin } = require('./common.js')
 
 const SLOW_MS = 5
-const KINDS = ['bare', 'object', 'slow', 'memory', 'redis']
+const TTL = 3600 // long enough that no entry expires during a run: every measured request is a HIT
+const L1 = { maxBytes: 64 * 1024 * 1024, ttl: 60 }
+const KINDS = ['bare', 'object', 'slow', 'memory', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache']
+const NEEDS_REDIS = new Set(['redis', 'l1', 'miss', 'apicache-redis'])
+const WHO = 'test/bench/server.js'
 
-async function main () {
-  const [kind, redisUrl] = process.argv.slice(2)
-  if (!KINDS.includes(kind)) throw new Error(`test/bench/server.js: unknown kind ${JSON.stringify(kind)} (expected ${KINDS.join(', ')})`)
-  if (kind === 'redis' && redisUrl === undefined) throw new Error('test/bench/server.js: the redis kind needs a redis:// URL')
+class Usage extends Error {}
 
+const stats = { runs: 0, xcache: {} }
+
+async function slowWork () {
+  stats.runs++
+  await sleep(SLOW_MS)
+}
+
+async function fastifyServer (kind, redisUrl) {
+  const Fastify = require('fastify')
   // warnings (e.g. from the plugin) go to stderr: stdout carries the port line
   const app = Fastify({ logger: { level: 'warn', stream: process.stderr } })
-  let runs = 0
 
-  if (kind === 'memory' || kind === 'redis') {
-    let httpCache
-    try {
-      httpCache = require('../../dist/index.js')
-    } catch (err) {
-      throw new Error(`test/bench/server.js: cannot load the compiled plugin (run \`npm run build\` first): ${err.message}`)
-    }
-    await app.register(httpCache, kind === 'redis' ? { redis: redisUrl } : {})
+  if (kind === 'memory' || kind === 'redis' || kind === 'l1' || kind === 'miss') {
+    const httpCache = loadPlugin(WHO)
+    // miss: a prefix of its own, so its entries share nothing with the redis server's on the same Redis
+    const options = kind === 'memory' ? {} : kind === 'miss' ? { redis: redisUrl, prefix: 'bench-miss' } : { redis: redisUrl }
+    if (kind === 'l1') options.l1 = L1
+    await app.register(httpCache, options)
+  } else if (kind === 'lcache') {
+    // fastify-lcache 2.x (declares fastify >= 4.10); its hooks are global, so /stats is excluded
+    const lcache = require('fastify-lcache')
+    await app.register(lcache.default ?? lcache, { ttlInMinutes: TTL / 60, excludeRoutes: ['/stats'] })
   }
 
-  // Handler runs, so the parent can tell that every measured response of a cached server was a HIT.
-  app.get('/stats', async () => ({ runs }))
+  if (kind === 'miss') {
+    // which answer each response was: the parent checks that every measured request was a MISS
+    app.addHook('onResponse', async (request, reply) => {
+      const v = String(reply.getHeader('x-cache') ?? 'none')
+      stats.xcache[v] = (stats.xcache[v] ?? 0) + 1
+    })
+  }
+
+  app.get('/stats', async () => stats)
 
   if (kind === 'bare') {
-    // the same bytes a HIT sends, already serialized: the ceiling for any cache HIT
     app.get('/', async (request, reply) => {
-      runs++
+      stats.runs++
       reply.type('application/json; charset=utf-8')
       return text
     })
   } else if (kind === 'object') {
-    // the usual handler: an object that Fastify serializes (JSON.stringify) on every request
     app.get('/', async () => {
-      runs++
+      stats.runs++
       return body
     })
   } else {
-    // ttl long enough that the entry cannot expire during a run: every measured request is a HIT
-    const config = kind === 'slow' ? {} : { cache: { ttl: 3600 } }
+    const config = kind === 'slow' || kind === 'lcache' ? {} : { cache: { ttl: kind === 'miss' ? 60 : TTL } }
     app.get('/', { config }, async () => {
-      runs++
-      await sleep(SLOW_MS)
+      await slowWork()
       return body
     })
   }
+
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return { port: app.server.address().port, close: () => app.close() }
+}
+
+async function expressServer (kind, redisUrl) {
+  const express = require('express')
+  const apicache = require('apicache')
+  let redisClient
+  if (kind === 'apicache-redis') {
+    // apicache 1.x drives the callback API of node-redis 3 (hgetall(key, cb), client.connected)
+    const redis = require('redis')
+    redisClient = redis.createClient({ url: redisUrl })
+    await new Promise((resolve, reject) => {
+      redisClient.once('ready', resolve)
+      redisClient.once('error', reject)
+    })
+    redisClient.on('error', (err) => process.stderr.write(`${WHO}: redis client: ${err.message}\n`))
+  }
+  const cache = apicache.newInstance(redisClient === undefined ? {} : { redisClient }).middleware
+
+  const app = express()
+  app.get('/stats', (req, res) => res.json(stats))
+  app.get('/', cache(`${TTL} seconds`), (req, res, next) => {
+    slowWork().then(() => {
+      res.type('application/json; charset=utf-8')
+      res.send(text)
+    }, next)
+  })
+
+  const server = await new Promise((resolve, reject) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s))
+    s.once('error', reject)
+  })
+  return {
+    port: server.address().port,
+    close: async () => {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+      redisClient?.quit()
+    }
+  }
+}
+
+async function main () {
+  const [kind, redisUrl] = process.argv.slice(2)
+  if (!KINDS.includes(kind)) throw new Usage(`${WHO}: unknown kind ${JSON.stringify(kind)} (expected ${KINDS.join(', ')})`)
+  if (NEEDS_REDIS.has(kind) && redisUrl === undefined) throw new Usage(`${WHO}: the ${kind} kind needs a redis:// URL`)
+
+  const server = kind.startsWith('apicache-') ? await expressServer(kind, redisUrl) : await fastifyServer(kind, redisUrl)
 
   let closing = false
   const close = () => {
@@ -63,7 +140,7 @@ async function main () {
     closing = true
     const force = setTimeout(() => process.exit(0), 2000)
     force.unref()
-    app.close().then(() => process.exit(0), () => process.exit(1))
+    server.close().then(() => process.exit(0), () => process.exit(1))
   }
   process.on('SIGTERM', close)
   process.on('SIGINT', close)
@@ -71,13 +148,12 @@ async function main () {
   process.stdin.on('error', close)
   process.stdin.resume()
 
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  process.stdout.write(JSON.stringify({ port: address.port }) + '\n')
+  process.stdout.write(JSON.stringify({ port: server.port }) + '\n')
 }
 
 main().catch((err) => {
-  // our own errors say what to do; anything else gets its stack
-  process.stderr.write(`${err.message?.startsWith('test/bench/server.js') === true ? err.message : err.stack ?? err}\n`)
+  // the parent reports this line as the reason the server was not measured
+  process.stdout.write(JSON.stringify({ error: err.message ?? String(err) }) + '\n')
+  if (!(err instanceof Usage)) process.stderr.write(`${err.stack ?? err}\n`)
   process.exit(1)
 })
