@@ -21,6 +21,12 @@ export interface CacheEntry {
   vary: Record<string, string> | undefined
 }
 
+/** Whether an entry `age` ms old is within its freshness lifetime (ttl 0: fresh until evicted). */
+export const isFresh = (e: CacheEntry, age: number): boolean => e.ttl === 0 || age < e.ttl
+
+/** How long the store keeps an entry, in ms: past its freshness for as long as it may be served stale. */
+export const keepFor = (e: CacheEntry): number => e.ttl === 0 ? 0 : e.ttl + Math.max(e.swr, e.sie)
+
 // Plain maps, no shared record structures: every instance (and version) can read every entry.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 const VERSION = 2

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onSendHookHandler } from 'fastify'
 import { cacheControlFor, REFRESH, requestDirectives, responseDirectives, type RequestDirectives } from './directives.js'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
-import { decodeEntry, encodeEntry, NOT_STORED, type CacheEntry, type HeaderValue } from './entry.js'
+import { decodeEntry, encodeEntry, isFresh, keepFor, NOT_STORED, type CacheEntry, type HeaderValue } from './entry.js'
 import { httpDate } from './expiry.js'
 import { assertName, entryRest, originOf, pathOf, variant, type KeyBuilder } from './keys.js'
 import type { L1 } from './l1.js'
@@ -76,12 +76,6 @@ export const pathTag = (path: string): string => `path:${path}`
 /** The origin part of a request's entry keys ('' when the plugin does not key by origin). */
 export function requestOrigin (opts: ResolvedOptions, request: FastifyRequest): string {
   return opts.keyOrigin ? originOf(request.protocol, request.host, request.headers) : ''
-}
-
-/** The key a GET of `url` hits on this route, from the inputs the route keys on. */
-export function entryKey (keys: KeyBuilder, route: RouteSettings, origin: string, url: string, headers: Record<string, string | string[] | undefined>, by: string | undefined, custom: string | undefined): string {
-  if (route.key !== undefined) return keys.custom(route.base, customKey(custom))
-  return keys.entry(route.base, origin, url, variant(route.vary, headers, by))
 }
 
 /** What follows the origin in the entry keys of a GET of `url` on this route. */
@@ -193,7 +187,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       const age = Math.max(0, Date.now() - entry.storedAt)
       const maxAge = directives?.maxAge
       const acceptable = maxAge == null || age <= maxAge * 1000
-      if (entry.ttl === 0 || age < entry.ttl) {
+      if (isFresh(entry, age)) {
         if (acceptable) return serve(request, reply, state, entry, 'HIT')
       } else if (age < entry.ttl + entry.swr && acceptable) {
         // RFC 5861: answer now with the expired entry, refresh it behind this response
@@ -276,7 +270,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       return false
     }
     const entry = found.value === null ? undefined : decodeEntry(found.value)
-    if (entry === undefined || !varyMatches(entry, request) || (entry.ttl > 0 && Date.now() - entry.storedAt >= entry.ttl)) return false
+    if (entry === undefined || !varyMatches(entry, request) || !isFresh(entry, Date.now() - entry.storedAt)) return false
     release(state)
     settle(state, entry)
     serve(request, reply, state, entry, 'HIT')
@@ -481,11 +475,8 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       release(state)
       return
     }
-    // kept past its freshness for as long as it may still be served stale
-    const keep = entry.ttl === 0 ? 0 : entry.ttl + Math.max(entry.swr, entry.sie)
-    const bytes = encodeEntry(entry)
     const generation = state.generation
-    const p = store.write(state.key, route.base, bytes, keep, generation, state.tags, state.origin)
+    const p = store.write(state.key, route.base, encodeEntry(entry), keepFor(entry), generation, state.tags, state.origin)
       .then((written) => {
         if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')
       }, (err: unknown) => {

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteFinder } from './api.js'
-import { encodeEntry } from './entry.js'
+import { encodeEntry, keepFor, type CacheEntry } from './entry.js'
 import { checkTags, entryKeyRest, entryTags, pathTag, requestOrigin, varyByValue, type HookContext } from './hooks.js'
 import { httpDate } from './expiry.js'
 import { ancestors, entryPrefixOf, entryRest, pathOf } from './keys.js'
@@ -74,11 +74,18 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     if (read?.expires !== undefined) headers.expires = httpDate(Date.now() + ttl * 1000)
     // the entry carries what the GET route would have tagged it with, so tag and path evictions find it
     const tags = read === undefined ? [] : await entryTags(read, request)
-    const swr = (read?.staleWhileRevalidate ?? 0) * 1000
-    const sie = (read?.staleIfError ?? 0) * 1000
+    const entry: CacheEntry = {
+      status: 200,
+      headers,
+      body,
+      etag: etagFor(reply.getHeader('etag'), body),
+      storedAt: Date.now(),
+      ttl: ttl * 1000,
+      swr: (read?.staleWhileRevalidate ?? 0) * 1000,
+      sie: (read?.staleIfError ?? 0) * 1000,
+      vary: undefined
+    }
     await store.registerTags(base, tags)
-    await store.write(key, base, encodeEntry({
-      status: 200, headers, body, etag: etagFor(reply.getHeader('etag'), body), storedAt: Date.now(), ttl: ttl * 1000, swr, sie, vary: undefined
-    }), ttl === 0 ? 0 : ttl * 1000 + Math.max(swr, sie), undefined, tags, origin)
+    await store.write(key, base, encodeEntry(entry), keepFor(entry), undefined, tags, origin)
   }
 }

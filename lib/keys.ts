@@ -37,7 +37,7 @@ export class KeyBuilder {
   }
 
   entry (base: string, origin: string, url: string, variant?: string): string {
-    return base + 'e:GET:' + origin + entryRest(url, variant)
+    return entryPrefixOf(base) + origin + entryRest(url, variant)
   }
 
   custom (base: string, key: string): string {

@@ -125,6 +125,15 @@ function describeMachine (m) {
   return `${m.cpu}, ${m.cpus} CPUs, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, redis-server ${m.redis}`
 }
 
+/** A whole number from the environment, `fallback` when unset; anything else is an error. */
+function intEnv (name, fallback, min = 1) {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number >= ${min}, got ${JSON.stringify(raw)}`)
+  return n
+}
+
 // ---- CPU used by other processes (Linux) ------------------------------------------------------
 
 const fs = require('node:fs')
@@ -221,5 +230,7 @@ module.exports = {
   median,
   percentileOfSorted,
   Samples,
-  sleep
+  sleep,
+  intEnv,
+  ticksOf
 }

@@ -23,20 +23,12 @@ const path = require('node:path')
 const Fastify = require('fastify')
 const { Redis } = require('ioredis')
 const { body: BODY, text: BODY_TEXT, SIZE } = require('./body.js')
-const { loadPlugin, startRedisServer, killRedis, machine, describeMachine, median, redisVersion, waitQuiet } = require('./common.js')
+const { loadPlugin, startRedisServer, killRedis, machine, describeMachine, median, redisVersion, waitQuiet, intEnv } = require('./common.js')
 
 const WHO = 'test/bench/evict.js'
 const RESULTS = path.resolve(process.env.BENCH_RESULTS ?? path.join(__dirname, 'results.json'))
 const GROUP = 'evict-bench'
 const IN_FLIGHT = 500
-
-function intEnv (name, fallback, min = 1) {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number >= ${min}, got ${JSON.stringify(raw)}`)
-  return n
-}
 
 function listEnv (name, fallback) {
   const raw = process.env[name]

@@ -38,7 +38,7 @@ const path = require('node:path')
 const readline = require('node:readline')
 const autocannon = require('autocannon')
 const { text: BODY_TEXT, SIZE } = require('./body.js')
-const { startRedisServer, machine, describeMachine, median, Samples, sleep, redisBin } = require('./common.js')
+const { startRedisServer, machine, describeMachine, median, Samples, sleep, redisBin, intEnv, ticksOf } = require('./common.js')
 const { writeChart } = require('./chart.js')
 
 const RESULTS = path.resolve(process.env.BENCH_RESULTS ?? path.join(__dirname, 'results.json'))
@@ -73,14 +73,6 @@ const children = new Set()
 let currentRun = null
 let cleaningUp = null
 let redisChild = null // stopped last, so no server sees its Redis go away while closing
-
-function intEnv (name, fallback, min = 1) {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number >= ${min}, got ${JSON.stringify(raw)}`)
-  return n
-}
 
 function cpuEnv (name, fallback) {
   const raw = process.env[name] === undefined || process.env[name] === '' ? fallback : process.env[name]
@@ -242,16 +234,6 @@ async function untilHit (server, url) {
 // On a shared machine other work steals the cores from the servers; each run reports how much.
 
 const TICKS_PER_SECOND = 100 // USER_HZ
-
-function ticksOf (pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return Number(fields[11]) + Number(fields[12]) // utime + stime
-  } catch {
-    return 0
-  }
-}
 
 function cpuSnapshot (pids) {
   try {

@@ -15,18 +15,10 @@
 const { spawn } = require('node:child_process')
 const http = require('node:http')
 const readline = require('node:readline')
-const { startRedisServer, killRedis, loadPlugin, freePort, machine, describeMachine, percentileOfSorted, sleep } = require('./common.js')
+const { startRedisServer, killRedis, loadPlugin, freePort, machine, describeMachine, percentileOfSorted, sleep, intEnv } = require('./common.js')
 
 const WHO = 'test/bench/soak.js'
 const IDS = 50 // URLs per route
-
-function intEnv (name, fallback, min = 1) {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number >= ${min}, got ${JSON.stringify(raw)}`)
-  return n
-}
 
 // ---- the server (child process) ---------------------------------------------------------------
 
