@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { Redis, type Cluster } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Invalidation, Lookup } from './stores/store.js'
 
@@ -125,5 +125,5 @@ function connection (client: Redis | Cluster): Redis | undefined {
   if (nodes.length === 0) return undefined
   const node = nodes[Math.floor(Math.random() * nodes.length)]
   // a few quick retries, then 'end': the next connection picks another node
-  return new Redis({ ...node.options, lazyConnect: false, retryStrategy: (times) => times > 3 ? null : 100 * times })
+  return node.duplicate({ lazyConnect: false, retryStrategy: (times: number) => times > 3 ? null : 100 * times })
 }

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { Transform, pipeline, type Readable } from 'node:stream'
 
 /** The handler's own ETag, else a weak validator from the body bytes (sha1, as @fastify/etag does). */
 export function etagFor (handlerEtag: unknown, body: Buffer): string {
   if (typeof handlerEtag === 'string') return handlerEtag
-  return `W/"${body.length.toString(16)}-${createHash('sha1').update(body).digest('base64url')}"`
+  return `W/"${body.length.toString(16)}-${hash('sha1', body, 'base64url')}"`
 }
 
 /** The payload as bytes, or undefined when it is a stream or another type this cache does not buffer. */

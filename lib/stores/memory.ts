@@ -2,6 +2,8 @@ import { LRUCache } from 'lru-cache'
 import { entryPrefixOf } from '../keys.js'
 import { originMatches, type Lookup, type Store } from './store.js'
 
+const MAX_TAGS = 100_000
+
 interface Slot { value: Buffer, group: string, tags: readonly string[] | undefined }
 
 /** Embedded store: a byte-bounded LRU (lru-cache) with per-group indexes, tag indexes and generations. */
@@ -13,8 +15,9 @@ export class MemoryStore implements Store {
   private readonly tags = new Map<string, Set<string>>()
   private readonly generations = new Map<string, number>()
   private readonly origins = new Map<string, Set<string>>()
-  // groups that registered each tag; bounded: a forgotten registration only weakens a rare race
-  private readonly tagGroups = new LRUCache<string, Set<string>>({ max: 100_000 })
+  // groups that registered each tag; bounded, oldest first out: a forgotten registration only weakens a
+  // rare race. A plain Map: lru-cache preallocates `max` slots (over 1 MB) for a table usually empty.
+  private readonly tagGroups = new Map<string, Set<string>>()
 
   constructor (maxBytes: number, private readonly maxOrigins = Infinity) {
     this.lru = new LRUCache<string, Slot>({
@@ -56,7 +59,10 @@ export class MemoryStore implements Store {
   async registerTags (group: string, tags: readonly string[]): Promise<void> {
     for (const tag of tags) {
       let groups = this.tagGroups.get(tag)
-      if (groups === undefined) this.tagGroups.set(tag, groups = new Set())
+      if (groups === undefined) {
+        if (this.tagGroups.size >= MAX_TAGS) this.tagGroups.delete(this.tagGroups.keys().next().value as string)
+        this.tagGroups.set(tag, groups = new Set())
+      }
       groups.add(group)
     }
   }
