@@ -13,6 +13,9 @@
 //   apicache-memory  Express 4 + apicache, memory (HITs only)
 //   apicache-redis   Express 4 + apicache on Redis through node-redis 3 (HITs only)
 //   lcache           Fastify 5 + fastify-lcache (HITs only)
+//   ioredis          the bare route in an app with @fastify/redis registered (what an app using Redis loads)
+//   uncached         the bare route in an app with this plugin registered on Redis, the route without
+//                    config.cache: uncached / ioredis is what the plugin costs routes it does not cache
 // Each server runs in its own process pinned to one core (taskset), autocannon runs here on another.
 // A server that cannot start (e.g. an option the plugin does not know yet) or does not serve what it
 // must is reported as not measured, with the reason, and the others are measured all the same.
@@ -66,6 +69,8 @@ const SERVERS = [
   { id: 'miss', kind: 'miss', label: 'slow route cached, Redis, every req MISS', check: 'miss', xcache: true, redis: true, unique: true },
   { id: 'apicache-memory', kind: 'apicache-memory', label: `apicache ${versionOf('apicache')} (Express ${versionOf('express')}), memory, HIT`, check: 'hit' },
   { id: 'apicache-redis', kind: 'apicache-redis', label: `apicache ${versionOf('apicache')} (Express), Redis, HIT`, check: 'hit', redis: true },
+  { id: 'ioredis', kind: 'ioredis', label: 'bare route, app with @fastify/redis', check: 'none', redis: true },
+  { id: 'uncached', kind: 'uncached', label: 'bare route, app with this plugin (Redis), not cached', check: 'none', redis: true },
   { id: 'lcache', kind: 'lcache', label: `fastify-lcache ${versionOf('fastify-lcache')} (Fastify ${versionOf('fastify')}), HIT`, check: 'hit' }
 ]
 
@@ -373,6 +378,10 @@ function targets (byId) {
       met: v <= 0.05,
       text: `${(v * 100).toFixed(1)}% fewer req/s (${int(m.rps)} vs ${int(s.rps)}), p50 ${ms(m.p50)} vs ${ms(s.p50)} ms, p99 ${ms(m.p99)} vs ${ms(s.p99)} ms`
     }
+  })
+  add('routes without config.cache unchanged (uncached vs ioredis, within 3% run-to-run noise)', ['uncached', 'ioredis'], (u, i) => {
+    const v = u.rps / i.rps
+    return { value: v, met: v >= 0.97, text: `${v.toFixed(2)}× (${int(u.rps)} vs ${int(i.rps)} req/s; ${(u.rps / fig('bare').rps).toFixed(2)}× the bare route of an app without Redis)` }
   })
   for (const id of ['memory', 'redis', 'l1']) {
     add(`p99 of a HIT (${id}) <= 1.5× bare p99`, [id, 'bare'], (h, b) => {

@@ -14,6 +14,8 @@
 //   apicache-memory  Express 4 + apicache, memory store, the slow route cached
 //   apicache-redis   Express 4 + apicache on Redis (node-redis 3, the client apicache drives) (needs the URL)
 //   lcache           Fastify 5 + fastify-lcache, the slow route cached
+//   uncached         the bare route in an app with this plugin registered on Redis, the route not cached (needs the URL)
+//   ioredis          the bare route in an app with @fastify/redis registered, no cache plugin              (needs the URL)
 // GET /stats answers {"runs": <handler runs>, "xcache": {...}} so the parent can tell HITs from MISSes.
 // Prints one JSON line {"port": n} on stdout once listening, or {"error": "..."} when it cannot start;
 // exits when stdin closes (the parent went away) or on SIGTERM/SIGINT.
@@ -25,8 +27,8 @@ const { loadPlugin } = require('./common.js')
 const SLOW_MS = 5
 const TTL = 3600 // long enough that no entry expires during a run: every measured request is a HIT
 const L1 = { maxBytes: 64 * 1024 * 1024, ttl: 60 }
-const KINDS = ['bare', 'object', 'slow', 'memory', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache']
-const NEEDS_REDIS = new Set(['redis', 'l1', 'miss', 'apicache-redis'])
+const KINDS = ['bare', 'object', 'slow', 'memory', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache', 'uncached', 'ioredis']
+const NEEDS_REDIS = new Set(['redis', 'l1', 'miss', 'apicache-redis', 'uncached', 'ioredis'])
 const WHO = 'test/bench/server.js'
 
 class Usage extends Error {}
@@ -43,12 +45,15 @@ async function fastifyServer (kind, redisUrl) {
   // warnings (e.g. from the plugin) go to stderr: stdout carries the port line
   const app = Fastify({ logger: { level: 'warn', stream: process.stderr } })
 
-  if (kind === 'memory' || kind === 'redis' || kind === 'l1' || kind === 'miss') {
+  if (kind === 'memory' || kind === 'redis' || kind === 'l1' || kind === 'miss' || kind === 'uncached') {
     const httpCache = loadPlugin(WHO)
     // miss: a prefix of its own, so its entries share nothing with the redis server's on the same Redis
     const options = kind === 'memory' ? {} : kind === 'miss' ? { redis: redisUrl, prefix: 'bench-miss' } : { redis: redisUrl }
     if (kind === 'l1') options.l1 = L1
     await app.register(httpCache, options)
+  } else if (kind === 'ioredis') {
+    // what any app using Redis loads: the baseline of the uncached kind
+    await app.register(require('@fastify/redis'), { url: redisUrl })
   } else if (kind === 'lcache') {
     // fastify-lcache 2.x (declares fastify >= 4.10); its hooks are global, so /stats is excluded
     const lcache = require('fastify-lcache')
@@ -65,7 +70,7 @@ async function fastifyServer (kind, redisUrl) {
 
   app.get('/stats', async () => stats)
 
-  if (kind === 'bare') {
+  if (kind === 'bare' || kind === 'uncached' || kind === 'ioredis') {
     app.get('/', async (request, reply) => {
       stats.runs++
       reply.type('application/json; charset=utf-8')
