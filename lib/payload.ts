@@ -1,10 +1,14 @@
 import { hash } from 'node:crypto'
 import { Transform, pipeline, type Readable } from 'node:stream'
 
-/** The handler's own ETag, else a weak validator from the body bytes (sha1, as @fastify/etag does). */
+/**
+ * The handler's own ETag, else a weak validator from the body bytes: SHA-1 cut to 120 bits (20
+ * base64url characters). A validator only tells versions of one URL apart, and every entry stores
+ * it: 9 bytes fewer per entry than the whole digest.
+ */
 export function etagFor (handlerEtag: unknown, body: Buffer): string {
   if (typeof handlerEtag === 'string') return handlerEtag
-  return `W/"${body.length.toString(16)}-${hash('sha1', body, 'base64url')}"`
+  return `W/"${body.length.toString(16)}-${hash('sha1', body, 'base64url').slice(0, 20)}"`
 }
 
 /** The payload as bytes, or undefined when it is a stream or another type this cache does not buffer. */
