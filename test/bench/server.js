@@ -82,7 +82,7 @@ async function fastifyServer (kind, redisUrl) {
       return body
     })
   } else {
-    const config = kind === 'slow' || kind === 'lcache' ? {} : { cache: { ttl: kind === 'miss' ? 60 : TTL } }
+    const config = kind === 'slow' || kind === 'lcache' ? {} : { cache: { ttl: kind === 'miss' ? 600 : TTL } }
     app.get('/', { config }, async () => {
       await slowWork()
       return body
