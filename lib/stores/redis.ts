@@ -302,7 +302,7 @@ export class RedisStore implements Store {
   }
 
   // Commands issued while this turn of the event loop serves a batch of sockets go out in one socket
-  // write at its end, not one write (one syscall) each: +14% Redis HITs per second (npm run bench).
+  // write at its end, not one write (one syscall) each: +12% Redis HITs per second (npm run bench).
   // Not on Cluster, whose commands spread over one connection per node.
   private corked = false
   private cork (): void {
