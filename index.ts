@@ -121,8 +121,9 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
 async function createStore (fastify: FastifyInstance, redis: types.HttpCacheOptions['redis'], keys: KeyBuilder, opts: ResolvedOptions): Promise<Store> {
   const settings = { timeout: opts.timeout, log: fastify.log, maxOrigins: opts.maxOrigins }
   if (typeof redis === 'string') {
-    // Loaded only when the plugin makes a client: on Node 20, loading ioredis after Fastify made every
-    // request of the process ~3 µs slower, cached or not (process.nextTick got slower; npm run bench).
+    // Loaded only when the plugin makes a client: on Node 20, an app that had loaded ioredis and awaited
+    // a plugin registration served every request ~3 µs slower, cached or not (process.nextTick got
+    // slower; see the README's Benchmarks). The memory store does not pay that.
     const { Redis } = await import('ioredis')
     // our own client: no retries or offline queueing behind the plugin's back. No auto-pipelining: on a
     // local Redis it cost ~8% of HIT throughput and doubled the p99 (npm run bench)
