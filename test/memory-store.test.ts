@@ -226,3 +226,17 @@ test('close empties the store', async (t) => {
   await store.close()
   t.equal(await value(store, 'k', 'g'), null)
 })
+
+test('tag registrations are bounded: past 100,000 tags the oldest is forgotten, the newest still counts', async (t) => {
+  const store = new MemoryStore(MiB)
+  for (let i = 0; i <= 100_000; i++) await store.registerTags('g', [`tag${i}`])
+  const gen = (): string => (store.lookup('k', 'g') as { generation: string }).generation
+  const before = gen()
+  await store.evictTag('tag0')
+  t.equal(gen(), before, 'the oldest registration was dropped: its eviction no longer moves the group')
+  await store.evictTag('tag100000')
+  const after = gen()
+  t.not(after, before, 'the newest registration still moves the group on eviction')
+  await store.evictTag('tag1')
+  t.not(gen(), after, 'only the oldest went: the second oldest still counts')
+})
