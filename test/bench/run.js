@@ -347,7 +347,6 @@ function table (rows, header) {
   return [line(header), rule, ...rows.map(line)].join('\n')
 }
 
-/** Medians of one server's runs, and its ratios to the bare route. */
 // The servers whose p99 the issue bounds, measured again at one request rate
 const LATENCY_IDS = ['bare', 'memory', 'redis', 'l1']
 
@@ -371,6 +370,7 @@ function pairedRatio (a, b, key = 'rps') {
   return median(Array.from({ length: n }, (_, i) => a[i][key] / b[i][key]))
 }
 
+/** Medians of one server's runs, and its ratios to the bare route. */
 function summarize (server, runs, bare) {
   const rps = median(runs.map((r) => r.rps))
   const p99 = median(runs.map((r) => r.p99))
