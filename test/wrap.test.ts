@@ -2,10 +2,30 @@ import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backends, opener } from './helpers/app.js'
 import { gate } from './helpers/gate.js'
+import type { FastifyInstance } from 'fastify'
+import type { WrapOptions } from '../index.js'
 
 // fastify.cache.wrap(): memoizing plain async functions in the same store as the routes, run against both stores.
 
 const open = opener('wrap')
+
+// A wrapped function that reads `source.data`, then waits at the gate on its first call: the window
+// in which the race tests evict.
+function gatedLoader<A extends unknown[]> (app: FastifyInstance, options: WrapOptions<A>, read?: (data: string, ...args: A) => string): {
+  load: (...args: A) => Promise<string>
+  g: ReturnType<typeof gate>
+  source: { data: string, calls: number }
+} {
+  const source = { data: 'old', calls: 0 }
+  const g = gate()
+  const load = app.cache.wrap(async (...args: A) => {
+    source.calls++
+    const seen = read === undefined ? source.data : read(source.data, ...args)
+    await g.pauseFirst()
+    return seen
+  }, options)
+  return { load, g, source }
+}
 
 for (const backend of backends(t)) {
   t.test(backend.name, async (t) => {
@@ -254,39 +274,23 @@ for (const backend of backends(t)) {
 
     t.test('race: an evictGroup while fn runs lets the caller have the result but does not store it', async (t) => {
       const { app } = await open(t, backend)
-      let data = 'old'
-      let calls = 0
-      const g = gate()
-      const load = app.cache.wrap(async () => {
-        calls++
-        const seen = data
-        await g.pauseFirst()
-        return seen
-      }, { key: () => 'racy', group: 'race', ttl: 0 })
+      const { load, g, source } = gatedLoader(app, { key: () => 'racy', group: 'race', ttl: 0 })
 
       const slow = load() // reads 'old', then waits
       await g.entered
-      data = 'new'
+      source.data = 'new'
       await app.cache.evictGroup('race')
       g.release()
       t.equal(await slow, 'old', 'the caller still gets its answer')
       t.equal(await load(), 'new', 'the pre-eviction result was not stored: fn ran again')
       t.equal(await load(), 'new')
-      t.equal(calls, 2, 'and that one was stored')
+      t.equal(source.calls, 2, 'and that one was stored')
     })
 
     t.test('race: a write route evicting the group while fn runs — same guarantee', async (t) => {
       const { app } = await open(t, backend)
-      let data = 'old'
-      let calls = 0
-      const g = gate()
-      const load = app.cache.wrap(async () => {
-        calls++
-        const seen = data
-        await g.pauseFirst()
-        return seen
-      }, { key: () => 'racy', group: 'race', ttl: 0 })
-      app.post('/race', { config: { cache: { evict: 'race' } } }, async () => { data = 'new'; return { ok: true } })
+      const { load, g, source } = gatedLoader(app, { key: () => 'racy', group: 'race', ttl: 0 })
+      app.post('/race', { config: { cache: { evict: 'race' } } }, async () => { source.data = 'new'; return { ok: true } })
 
       const slow = load()
       await g.entered
@@ -294,52 +298,38 @@ for (const backend of backends(t)) {
       g.release()
       t.equal(await slow, 'old')
       t.equal(await load(), 'new')
-      t.equal(calls, 2)
+      t.equal(source.calls, 2)
     })
 
     t.test('race: an evictTag of one of the result\'s tags while fn runs does not let it be stored', async (t) => {
       const { app } = await open(t, backend)
-      let data = 'old'
-      let calls = 0
-      const g = gate()
-      const load = app.cache.wrap(async (id: number) => {
-        calls++
-        const seen = `${data}-${id}`
-        await g.pauseFirst()
-        return seen
-      }, { key: (id) => `p:${id}`, group: 'products', tags: (id) => [`product:${id}`], ttl: 0 })
+      const { load, g, source } = gatedLoader<[number]>(app,
+        { key: (id) => `p:${id}`, group: 'products', tags: (id) => [`product:${id}`], ttl: 0 },
+        (data, id) => `${data}-${id}`)
 
       const slow = load(1)
       await g.entered
-      data = 'new'
+      source.data = 'new'
       await app.cache.evictTag('product:1')
       g.release()
       t.equal(await slow, 'old-1')
       t.equal(await load(1), 'new-1', 'the result read before the tag eviction was not stored')
-      t.equal(calls, 2)
+      t.equal(source.calls, 2)
     })
 
     t.test('race: a call made after an eviction does not join a flight that started before it', async (t) => {
       const { app } = await open(t, backend)
-      let data = 'old'
-      let calls = 0
-      const g = gate()
-      const load = app.cache.wrap(async () => {
-        calls++
-        const seen = data
-        await g.pauseFirst()
-        return seen
-      }, { key: () => 'flight', group: 'flights', ttl: 0 })
+      const { load, g, source } = gatedLoader(app, { key: () => 'flight', group: 'flights', ttl: 0 })
 
       const before = load()
       await g.entered
-      data = 'new'
+      source.data = 'new'
       await app.cache.evictGroup('flights') // the application wrote, then invalidated
       const after = load() // …then reads: it must see its own write
       g.release()
       t.equal(await before, 'old')
       t.equal(await after, 'new', 'read-your-writes: the later caller got data read after the eviction')
-      t.equal(calls, 2)
+      t.equal(source.calls, 2)
     })
   })
 }
