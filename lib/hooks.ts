@@ -188,11 +188,11 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       const maxAge = directives?.maxAge
       const acceptable = maxAge == null || age <= maxAge * 1000
       if (isFresh(entry, age)) {
-        if (acceptable) return serve(request, reply, state, entry, 'HIT')
+        if (acceptable) return serve(request, reply, state, entry, 'HIT', age)
       } else if (age < entry.ttl + entry.swr && acceptable) {
         // RFC 5861: answer now with the expired entry, refresh it behind this response
         revalidate(request, state.key)
-        return serve(request, reply, state, entry, 'STALE')
+        return serve(request, reply, state, entry, 'STALE', age)
       } else if (age < entry.ttl + entry.sie) {
         state.stale = entry
       }
@@ -227,7 +227,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), FOLLOW_WAIT_MS) })
     ])
     clearTimeout(timer)
-    if (entry !== undefined && varyMatches(entry, request)) return serve(request, reply, state, entry, 'HIT')
+    if (entry !== undefined && varyMatches(entry, request)) return serve(request, reply, state, entry, 'HIT', Date.now() - entry.storedAt)
     return await prepare(request, state, generation)
   }
 
@@ -270,10 +270,11 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
       return false
     }
     const entry = found.value === null ? undefined : decodeEntry(found.value)
-    if (entry === undefined || !varyMatches(entry, request) || !isFresh(entry, Date.now() - entry.storedAt)) return false
+    const age = entry === undefined ? 0 : Date.now() - entry.storedAt
+    if (entry === undefined || !varyMatches(entry, request) || !isFresh(entry, age)) return false
     release(state)
     settle(state, entry)
-    serve(request, reply, state, entry, 'HIT')
+    serve(request, reply, state, entry, 'HIT', age)
     return true
   }
 
@@ -304,9 +305,10 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     if (statusHeader !== false) reply.header(statusHeader, 'BYPASS')
   }
 
-  function serve (request: FastifyRequest, reply: FastifyReply, state: RequestState, entry: CacheEntry, label: string): Outcome {
+  /** Answers from `entry`, `ageMs` old (the caller judged its freshness at that age). */
+  function serve (request: FastifyRequest, reply: FastifyReply, state: RequestState, entry: CacheEntry, label: string, ageMs: number): Outcome {
     state.hit = true
-    const age = Math.floor(Math.max(0, Date.now() - entry.storedAt) / 1000)
+    const age = Math.floor(Math.max(0, ageMs) / 1000)
     const ttl = entry.ttl / 1000
     const cacheControl = cacheControlFor(ttl, Math.max(0, Math.ceil(ttl - age)), isPrivate, entry.swr / 1000, entry.sie / 1000)
     if (statusHeader !== false) reply.header(statusHeader, label)
