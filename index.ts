@@ -94,6 +94,8 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
       const guarded = asArray(route.preParsing).length > 0 || asArray(route.preValidation).length > 0 ||
         preHandler.length > 1 || guardedContext(instance)
       place = !guarded && onRequest[onRequest.length - 1] === early ? 'early' : preHandler[preHandler.length - 1] === late ? 'late' : 'none'
+      const onSendNow = asArray(route.onSend)
+      hooks.sendDirect(onSendNow.length === 1 && onSendNow[0] === hooks.onSend && contextHooks(instance, 'onSend') === 0)
       if (place === 'none') fastify.log.warn(`fastify-http-cache: ${where} has hooks added after the cache's own (by an onRoute hook registered after the plugin), so it is not served from the cache; register fastify-http-cache after that plugin`)
       return place
     }
@@ -143,10 +145,14 @@ const kHooks = (instance: FastifyInstance): symbol | undefined =>
 // Whether the context a route is declared in has preValidation/preHandler hooks (e.g. an auth plugin's).
 // Fastify keeps them internally; read them where present, and assume the worst when not readable.
 function guardedContext (instance: FastifyInstance): boolean {
+  return contextHooks(instance, 'preParsing') !== 0 || contextHooks(instance, 'preValidation') !== 0 || contextHooks(instance, 'preHandler') !== 0
+}
+
+// How many hooks of a kind the context a route is declared in has; undefined when not readable.
+function contextHooks (instance: FastifyInstance, kind: string): number | undefined {
   const symbol = kHooks(instance)
   const hooks = symbol === undefined ? undefined : (instance as unknown as Record<symbol, Record<string, unknown[]> | undefined>)[symbol]
-  if (hooks === undefined) return true
-  return (hooks.preParsing?.length ?? 0) > 0 || (hooks.preValidation?.length ?? 0) > 0 || (hooks.preHandler?.length ?? 0) > 0
+  return hooks === undefined ? undefined : hooks[kind]?.length ?? 0
 }
 
 function asArray<T> (hooks: T | T[] | undefined): T[] {

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onSendHookHandler } from 'fastify'
 import { cacheControlFor, REFRESH, requestDirectives, responseDirectives, type RequestDirectives } from './directives.js'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
@@ -102,6 +102,8 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 export function createHooks (ctx: HookContext, route: RouteSettings, stores: boolean): {
   lookup: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   onSend: onSendHookHandler
+  /** Whether HITs may write the response themselves (no other onSend hook would see it). */
+  sendDirect: (on: boolean) => void
 } {
   const { opts, store, keys, l1, flights } = ctx
   const statusHeader = opts.statusHeader
@@ -111,6 +113,8 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
   const simpleKey = route.key === undefined && route.varyBy === undefined
   const locks = route.lock === null ? undefined : ctx.locks
   let lockTokens = 0
+  // Set once the route's final hooks are known (its first request): HITs may skip Fastify's send path.
+  let direct = false
 
   // Callback style, synchronous up to the store: a HIT from memory or L1 costs no promise at all.
   function lookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
@@ -320,15 +324,35 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
         const value = entry.headers[name]
         if (value !== undefined) reply.header(name, value)
       }
-      reply.code(304).send()
+      if (!(direct && request.raw.httpVersionMajor === 1 && end(reply, 304, undefined))) reply.code(304).send()
       return SERVED
     }
     const headers = entry.headers
     for (const name in headers) reply.header(name, headers[name])
     reply.header('cache-control', cacheControl)
     reply.header('etag', entry.etag)
+    if (direct && request.raw.httpVersionMajor === 1 && entry.status !== 204) {
+      reply.header('content-length', String(entry.body.length))
+      if (end(reply, entry.status, entry.body)) return SERVED
+    }
     reply.code(entry.status).send(entry.body)
     return SERVED
+  }
+
+  // When no onSend hook but ours would see the response, Fastify's send path has nothing left to do for
+  // stored bytes: write them straight out (3% of a memory HIT's CPU, 4% of an L1 HIT's). onResponse hooks
+  // and the request log still run (Fastify ties them to the response's finish) and see the headers set
+  // with reply.header(). HTTP/2 keeps Fastify's path, which writes large bodies in chunks.
+  function end (reply: FastifyReply, status: number, body: Buffer | undefined): boolean {
+    try {
+      reply.raw.writeHead(status, reply.getHeaders() as OutgoingHttpHeaders)
+    } catch {
+      // a header Node refuses (set by another hook): Fastify's path answers that with its error handling
+      return false
+    }
+    reply.hijack()
+    reply.raw.end(body)
+    return true
   }
 
   function revalidate (request: FastifyRequest, key: string): void {
@@ -492,7 +516,11 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     return p
   }
 
-  return { lookup, onSend: onSend as unknown as onSendHookHandler }
+  return {
+    lookup,
+    onSend: onSend as unknown as onSendHookHandler,
+    sendDirect: (on: boolean) => { direct = on }
+  }
 }
 
 /** The headers of a reply worth replaying: not hop-by-hop, per-message or owned by this plugin. */
