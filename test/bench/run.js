@@ -16,6 +16,9 @@
 //   ioredis          the bare route in an app with @fastify/redis registered (what an app using Redis loads)
 //   uncached         the bare route in an app with this plugin registered on Redis, the route without
 //                    config.cache: uncached / ioredis is what the plugin costs routes it does not cache
+//   proto-map        the issue's reference prototypes, measured here beside the plugin: an onRequest hook
+//   proto-redis      answering from a Map, or from Redis GET + msgpackr, with nothing else a cache needs
+//   proto-miss       (server.js); proto-miss is proto-redis where every request misses and stores
 // Each server runs in its own process pinned to one core (taskset), autocannon runs here on another.
 // A server that cannot start (e.g. an option the plugin does not know yet) or does not serve what it
 // must is reported as not measured, with the reason, and the others are measured all the same.
@@ -77,7 +80,10 @@ const SERVERS = [
   { id: 'apicache-redis', kind: 'apicache-redis', label: `apicache ${versionOf('apicache')} (Express), Redis, HIT`, check: 'hit', redis: true },
   { id: 'ioredis', kind: 'ioredis', label: 'bare route, app with @fastify/redis', check: 'none', redis: true },
   { id: 'uncached', kind: 'uncached', label: 'bare route, app with this plugin (Redis), not cached', check: 'none', redis: true },
-  { id: 'lcache', kind: 'lcache', label: `fastify-lcache ${versionOf('fastify-lcache')} (Fastify ${versionOf('fastify')}), HIT`, check: 'hit' }
+  { id: 'lcache', kind: 'lcache', label: `fastify-lcache ${versionOf('fastify-lcache')} (Fastify ${versionOf('fastify')}), HIT`, check: 'hit' },
+  { id: 'proto-map', kind: 'proto-map', label: "issue's prototype, in-process Map, HIT", check: 'hit', xcache: true },
+  { id: 'proto-redis', kind: 'proto-redis', label: "issue's prototype, Redis GET, HIT", check: 'hit', xcache: true, redis: true },
+  { id: 'proto-miss', kind: 'proto-miss', label: "issue's prototype, Redis, every req MISS", check: 'miss', xcache: true, redis: true, unique: true }
 ]
 
 const children = new Set()
@@ -436,6 +442,32 @@ function targets (byId) {
   return out
 }
 
+/**
+ * The issue's prototypes on this machine: what its targets were derived from (on its machine the Map one
+ * made 0.91× bare, the Redis one 0.67–0.73×), and the plugin beside each.
+ */
+function references (byId) {
+  const out = []
+  const pair = (name, a, b, issue) => {
+    const x = byId.get(a)
+    const y = byId.get(b)
+    if (x === undefined || y === undefined || x.failed !== undefined || y.failed !== undefined) return
+    out.push({ name, value: pairedRatio(x.rounds, y.rounds), text: `${pairedRatio(x.rounds, y.rounds).toFixed(2)}× (${int(x.rps)} vs ${int(y.rps)} req/s)${issue === undefined ? '' : `; the issue measured ${issue}`}` })
+  }
+  pair("issue's Map prototype vs bare", 'proto-map', 'bare', '0.91×')
+  pair("issue's Redis prototype vs bare", 'proto-redis', 'bare', '0.67–0.73×')
+  pair('memory HIT vs the Map prototype', 'memory', 'proto-map')
+  pair('L1 HIT vs the Map prototype', 'l1', 'proto-map')
+  pair('Redis HIT vs the Redis prototype', 'redis', 'proto-redis')
+  const miss = byId.get('proto-miss')
+  const slowQ = byId.get('slow-q')
+  if (miss?.rounds !== undefined && slowQ?.rounds !== undefined) {
+    const v = 1 - pairedRatio(miss.rounds, slowQ.rounds)
+    out.push({ name: "MISS overhead of the issue's Redis prototype (proto-miss vs slow-q)", value: v, text: `${(v * 100).toFixed(1)}% fewer req/s (${int(miss.rps)} vs ${int(slowQ.rps)})` })
+  }
+  return out
+}
+
 /** The eviction and storage targets, as npm run bench:evict last measured them (kept in results.json). */
 function evictTargets (evict) {
   if (evict === undefined) {
@@ -590,6 +622,7 @@ async function main () {
   const previous = readPrevious()
   const byId = new Map(summaries.map((s) => [s.id, s]))
   const runTargets = targets(byId)
+  const refs = references(byId)
   const foreign = [...results.values()].flat().map((r) => r.foreign).filter((n) => !Number.isNaN(n))
   const out = {
     at: new Date().toISOString(),
@@ -608,6 +641,7 @@ async function main () {
     },
     servers: summaries,
     targets: runTargets,
+    references: refs,
     evict: previous.evict // kept from npm run bench:evict
   }
   fs.writeFileSync(RESULTS, JSON.stringify(out, null, 2) + '\n')
@@ -631,6 +665,10 @@ async function main () {
   }
   for (const s of summaries) if (s.failed !== undefined) console.log(`\nnot measured: ${s.id} (${s.label}): ${s.failed}`)
   printTargets([...runTargets, ...evictTargets(previous.evict)])
+  if (refs.length > 0) {
+    console.log("\nthe issue's prototypes, measured beside the plugin (not targets):")
+    for (const r of refs) console.log(`  ${r.name}: ${r.text}`)
+  }
   console.log(`\nresults: ${path.relative(process.cwd(), RESULTS)}, chart: ${path.relative(process.cwd(), chart)}`)
 
   if (problems.size > 0) {

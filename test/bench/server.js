@@ -16,6 +16,12 @@
 //   lcache           Fastify 5 + fastify-lcache, the slow route cached
 //   uncached         the bare route in an app with this plugin registered on Redis, the route not cached (needs the URL)
 //   ioredis          the bare route in an app with @fastify/redis registered, no cache plugin              (needs the URL)
+//   proto-map        the issue's reference prototype: the slow route behind an onRequest hook that answers
+//                    from an in-process Map (msgpackr-decoded {status, headers, body}, plus x-cache), and an
+//                    onSend hook that fills it. No freshness, no ETag/304, no Cache-Control, no eviction:
+//                    a floor for what any HIT costs, not a peer
+//   proto-redis      the same prototype on Redis: onRequest -> GET -> msgpackr -> reply.send            (needs the URL)
+//   proto-miss       proto-redis loaded with unique URLs: GET finds nothing, the handler runs, SET stores (needs the URL)
 // GET /stats answers {"runs": <handler runs>, "xcache": {...}} so the parent can tell HITs from MISSes.
 // Prints one JSON line {"port": n} on stdout once listening, or {"error": "..."} when it cannot start;
 // exits when stdin closes (the parent went away) or on SIGTERM/SIGINT.
@@ -27,8 +33,8 @@ const { loadPlugin } = require('./common.js')
 const SLOW_MS = 5
 const TTL = 3600 // long enough that no entry expires during a run: every measured request is a HIT
 const L1 = { maxBytes: 64 * 1024 * 1024, ttl: 60 }
-const KINDS = ['bare', 'object', 'slow', 'memory', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache', 'uncached', 'ioredis']
-const NEEDS_REDIS = new Set(['redis', 'l1', 'miss', 'apicache-redis', 'uncached', 'ioredis'])
+const KINDS = ['bare', 'object', 'slow', 'memory', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache', 'uncached', 'ioredis', 'proto-map', 'proto-redis', 'proto-miss']
+const NEEDS_REDIS = new Set(['redis', 'l1', 'miss', 'apicache-redis', 'uncached', 'ioredis', 'proto-redis', 'proto-miss'])
 const WHO = 'test/bench/server.js'
 
 class Usage extends Error {}
@@ -60,7 +66,7 @@ async function fastifyServer (kind, redisUrl) {
     await app.register(lcache.default ?? lcache, { ttlInMinutes: TTL / 60, excludeRoutes: ['/stats'] })
   }
 
-  if (kind === 'miss') {
+  if (kind === 'miss' || kind === 'proto-miss') {
     // which answer each response was: the parent checks that every measured request was a MISS
     app.addHook('onResponse', async (request, reply) => {
       const v = String(reply.getHeader('x-cache') ?? 'none')
@@ -81,6 +87,11 @@ async function fastifyServer (kind, redisUrl) {
       stats.runs++
       return body
     })
+  } else if (kind.startsWith('proto-')) {
+    app.get('/', prototypeHooks(app, kind, redisUrl), async () => {
+      await slowWork()
+      return body
+    })
   } else {
     const config = kind === 'slow' || kind === 'lcache' ? {} : { cache: { ttl: kind === 'miss' ? 600 : TTL } }
     app.get('/', { config }, async () => {
@@ -91,6 +102,48 @@ async function fastifyServer (kind, redisUrl) {
 
   await app.listen({ host: '127.0.0.1', port: 0 })
   return { port: app.server.address().port, close: () => app.close() }
+}
+
+// The issue's minimal prototypes (proto-map, proto-redis, proto-miss): the route options adding their hooks.
+function prototypeHooks (app, kind, redisUrl) {
+  const { pack, unpack } = require('msgpackr')
+  let get, set
+  if (kind === 'proto-map') {
+    const map = new Map()
+    get = (key) => map.get(key)
+    set = (key, value) => { map.set(key, value) }
+  } else {
+    const { Redis } = require('ioredis')
+    const client = new Redis(redisUrl)
+    client.on('error', (err) => process.stderr.write(`${WHO}: redis client: ${err.message}\n`))
+    app.addHook('onClose', async () => { client.disconnect() })
+    get = (key) => client.getBuffer(key)
+    set = (key, value) => { client.set(key, value, 'PX', (kind === 'proto-miss' ? 600 : TTL) * 1000).catch(() => {}) }
+  }
+  const hits = new WeakSet()
+  const answer = (request, reply, done, found) => {
+    if (found == null) return done()
+    const entry = unpack(found)
+    hits.add(request)
+    for (const name in entry.headers) reply.header(name, entry.headers[name])
+    reply.header('x-cache', 'HIT')
+    reply.code(entry.status).send(entry.body)
+  }
+  return {
+    onRequest (request, reply, done) {
+      const found = get(request.url)
+      if (found instanceof Promise) found.then((f) => answer(request, reply, done, f), done)
+      else answer(request, reply, done, found)
+    },
+    onSend (request, reply, payload, done) {
+      if (!hits.has(request)) {
+        reply.header('x-cache', 'MISS')
+        const headers = { 'content-type': reply.getHeader('content-type') }
+        set(request.url, pack({ status: reply.statusCode, headers, body: Buffer.from(payload) }))
+      }
+      done(null, payload)
+    }
+  }
 }
 
 async function expressServer (kind, redisUrl) {
