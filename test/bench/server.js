@@ -130,8 +130,9 @@ function prototypeHooks (app, kind, redisUrl) {
     reply.code(entry.status).send(entry.body)
   }
   return {
+    // keys of their own: apicache keeps its entries on the same Redis under the bare URL
     onRequest (request, reply, done) {
-      const found = get(request.url)
+      const found = get('proto:' + request.url)
       if (found instanceof Promise) found.then((f) => answer(request, reply, done, f), done)
       else answer(request, reply, done, found)
     },
@@ -139,7 +140,7 @@ function prototypeHooks (app, kind, redisUrl) {
       if (!hits.has(request)) {
         reply.header('x-cache', 'MISS')
         const headers = { 'content-type': reply.getHeader('content-type') }
-        set(request.url, pack({ status: reply.statusCode, headers, body: Buffer.from(payload) }))
+        set('proto:' + request.url, pack({ status: reply.statusCode, headers, body: Buffer.from(payload) }))
       }
       done(null, payload)
     }
