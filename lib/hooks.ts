@@ -115,6 +115,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
   let lockTokens = 0
   // Set once the route's final hooks are known (its first request): HITs may skip Fastify's send path.
   let direct = false
+  let kHeaders: symbol | null | undefined
 
   // Callback style, synchronous up to the store: a HIT from memory or L1 costs no promise at all.
   function lookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
@@ -344,8 +345,11 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
   // and the request log still run (Fastify ties them to the response's finish) and see the headers set
   // with reply.header(). HTTP/2 keeps Fastify's path, which writes large bodies in chunks.
   function end (reply: FastifyReply, status: number, body: Buffer | undefined): boolean {
+    // Fastify's own header table, as its send path hands it to writeHead; else getHeaders(), a copy
+    kHeaders ??= Object.getOwnPropertySymbols(reply).find((s) => s.description === 'fastify.reply.headers') ?? null
+    const table = kHeaders === null ? undefined : (reply as unknown as Record<symbol, OutgoingHttpHeaders | undefined>)[kHeaders]
     try {
-      reply.raw.writeHead(status, reply.getHeaders() as OutgoingHttpHeaders)
+      reply.raw.writeHead(status, table ?? reply.getHeaders() as OutgoingHttpHeaders)
     } catch {
       // a header Node refuses (set by another hook): Fastify's path answers that with its error handling
       return false
