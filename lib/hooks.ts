@@ -341,9 +341,9 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
   }
 
   // When no onSend hook but ours would see the response, Fastify's send path has nothing left to do for
-  // stored bytes: write them straight out (3% of a memory HIT's CPU, 4% of an L1 HIT's). onResponse hooks
-  // and the request log still run (Fastify ties them to the response's finish) and see the headers set
-  // with reply.header(). HTTP/2 keeps Fastify's path, which writes large bodies in chunks.
+  // stored bytes: write them straight out (with the header table below, 17.3 -> 16.3 µs of CPU per memory
+  // HIT). onResponse hooks and the request log still run (Fastify ties them to the response's finish) and
+  // see the headers set with reply.header(). HTTP/2 keeps Fastify's path, which writes large bodies in chunks.
   function end (reply: FastifyReply, status: number, body: Buffer | undefined): boolean {
     // Fastify's own header table, as its send path hands it to writeHead; else getHeaders(), a copy
     kHeaders ??= Object.getOwnPropertySymbols(reply).find((s) => s.description === 'fastify.reply.headers') ?? null
