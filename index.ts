@@ -91,11 +91,14 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
       if (place !== undefined) return place
       const onRequest = asArray(route.onRequest)
       const preHandler = asArray(route.preHandler)
+      const context = contextHooks(instance)
+      // unreadable context hooks count as guarded, and as someone else's onSend
+      const count = (kind: string): number => context === undefined ? 1 : context[kind]?.length ?? 0
       const guarded = asArray(route.preParsing).length > 0 || asArray(route.preValidation).length > 0 ||
-        preHandler.length > 1 || guardedContext(instance)
+        preHandler.length > 1 || count('preParsing') + count('preValidation') + count('preHandler') > 0
       place = !guarded && onRequest[onRequest.length - 1] === early ? 'early' : preHandler[preHandler.length - 1] === late ? 'late' : 'none'
-      const onSendNow = asArray(route.onSend)
-      hooks.sendDirect(onSendNow.length === 1 && onSendNow[0] === hooks.onSend && contextHooks(instance, 'onSend') === 0)
+      const onSend = asArray(route.onSend)
+      hooks.sendDirect(onSend.length === 1 && onSend[0] === hooks.onSend && count('onSend') === 0)
       if (place === 'none') fastify.log.warn(`fastify-http-cache: ${where} has hooks added after the cache's own (by an onRoute hook registered after the plugin), so it is not served from the cache; register fastify-http-cache after that plugin`)
       return place
     }
@@ -139,20 +142,11 @@ async function createStore (fastify: FastifyInstance, redis: types.HttpCacheOpti
   return new MemoryStore(opts.memoryMaxBytes, opts.maxOrigins)
 }
 
-const kHooks = (instance: FastifyInstance): symbol | undefined =>
-  Object.getOwnPropertySymbols(instance).find((s) => s.description === 'fastify.hooks')
-
-// Whether the context a route is declared in has preValidation/preHandler hooks (e.g. an auth plugin's).
-// Fastify keeps them internally; read them where present, and assume the worst when not readable.
-function guardedContext (instance: FastifyInstance): boolean {
-  return contextHooks(instance, 'preParsing') !== 0 || contextHooks(instance, 'preValidation') !== 0 || contextHooks(instance, 'preHandler') !== 0
-}
-
-// How many hooks of a kind the context a route is declared in has; undefined when not readable.
-function contextHooks (instance: FastifyInstance, kind: string): number | undefined {
-  const symbol = kHooks(instance)
-  const hooks = symbol === undefined ? undefined : (instance as unknown as Record<symbol, Record<string, unknown[]> | undefined>)[symbol]
-  return hooks === undefined ? undefined : hooks[kind]?.length ?? 0
+// The hooks of the context a route is declared in (e.g. an auth plugin's preHandler, an app's onSend).
+// Fastify keeps them internally: read them where present, undefined when not readable.
+function contextHooks (instance: FastifyInstance): Record<string, unknown[] | undefined> | undefined {
+  const symbol = Object.getOwnPropertySymbols(instance).find((s) => s.description === 'fastify.hooks')
+  return symbol === undefined ? undefined : (instance as unknown as Record<symbol, Record<string, unknown[] | undefined> | undefined>)[symbol]
 }
 
 function asArray<T> (hooks: T | T[] | undefined): T[] {

@@ -14,7 +14,7 @@ export interface RequestDirectives {
   maxAge: number | null
 }
 
-export const NONE: RequestDirectives = Object.freeze({ bypass: false, refresh: false, maxAge: null })
+const NONE: RequestDirectives = Object.freeze({ bypass: false, refresh: false, maxAge: null })
 
 export function requestDirectives (req: FastifyRequest): RequestDirectives {
   const cc = req.headers['cache-control']

@@ -313,6 +313,7 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
   /** Answers from `entry`, `ageMs` old (the caller judged its freshness at that age). */
   function serve (request: FastifyRequest, reply: FastifyReply, state: RequestState, entry: CacheEntry, label: string, ageMs: number): Outcome {
     state.hit = true
+    const raw = direct && request.raw.httpVersionMajor === 1
     const age = Math.floor(Math.max(0, ageMs) / 1000)
     const ttl = entry.ttl / 1000
     const cacheControl = cacheControlFor(ttl, Math.max(0, Math.ceil(ttl - age)), isPrivate, entry.swr / 1000, entry.sie / 1000)
@@ -325,14 +326,14 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
         const value = entry.headers[name]
         if (value !== undefined) reply.header(name, value)
       }
-      if (!(direct && request.raw.httpVersionMajor === 1 && end(reply, 304, undefined))) reply.code(304).send()
+      if (!(raw && end(reply, 304, undefined))) reply.code(304).send()
       return SERVED
     }
     const headers = entry.headers
     for (const name in headers) reply.header(name, headers[name])
     reply.header('cache-control', cacheControl)
     reply.header('etag', entry.etag)
-    if (direct && request.raw.httpVersionMajor === 1 && entry.status !== 204) {
+    if (raw && entry.status !== 204) {
       reply.header('content-length', String(entry.body.length))
       if (end(reply, entry.status, entry.body)) return SERVED
     }

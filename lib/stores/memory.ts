@@ -32,12 +32,11 @@ export class MemoryStore implements Store {
 
   lookup (key: string, group: string): Lookup {
     const slot = this.lru.get(key)
-    const gen = this.generations.get(group)
-    return { value: slot === undefined ? null : slot.value, generation: gen === undefined ? '0' : String(gen) }
+    return { value: slot === undefined ? null : slot.value, generation: this.generation(group) }
   }
 
   async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
-    if (generation !== undefined && generation !== String(this.generations.get(group) ?? 0)) return false
+    if (generation !== undefined && generation !== this.generation(group)) return false
     if (origin !== undefined) {
       let known = this.origins.get(group)
       if (known === undefined) this.origins.set(group, known = new Set())
@@ -114,6 +113,10 @@ export class MemoryStore implements Store {
       this.lru.delete(key) // dispose unindexes it
     }
     return n
+  }
+
+  private generation (group: string): string {
+    return String(this.generations.get(group) ?? 0)
   }
 
   private bump (group: string): void {

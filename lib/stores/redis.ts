@@ -226,14 +226,20 @@ export class RedisStore implements Store {
         (err: unknown) => { this.unregistered.add(group); throw err }))
     }
     tags.forEach((tag, i) => {
-      if (done[1][i] === '1') updates.push(this.on(this.keys.tagRegistry(tag)).run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), '', ttlMs)))
+      if (done[1][i] === '1') updates.push(this.register(tag, '', ttlMs))
     })
     await Promise.all(updates)
     return true
   }
 
   async registerTags (group: string, tags: readonly string[]): Promise<void> {
-    await Promise.all(tags.map((tag) => this.on(this.keys.tagRegistry(tag)).run(() => this.client.httpCacheRegister(this.keys.tagRegistry(tag), group, REGISTRATION_MS))))
+    await Promise.all(tags.map((tag) => this.register(tag, group, REGISTRATION_MS)))
+  }
+
+  /** Adds `group` ('' for none) to a tag's registry and makes it live at least `ttlMs` (0: for good). */
+  private async register (tag: string, group: string, ttlMs: number): Promise<number> {
+    const registry = this.keys.tagRegistry(tag)
+    return await this.on(registry).run(() => this.client.httpCacheRegister(registry, group, ttlMs))
   }
 
   async delete (key: string, group: string): Promise<boolean> {
@@ -261,7 +267,7 @@ export class RedisStore implements Store {
     }
   }
 
-  /** Takes the lock of one key for `ttlMs` unless another holder has it; resolves to the token or undefined. */
+  /** Takes the lock `key` for `ttlMs` under `token` unless another holder has it; resolves true when taken. */
   async lock (key: string, token: string, ttlMs: number): Promise<boolean> {
     return (await this.on(key).run(() => this.client.set(key, token, 'PX', ttlMs, 'NX'))) === 'OK'
   }
