@@ -199,57 +199,56 @@ test('the fault proxy delays, holds and flushes bytes without reordering them', 
   t.equal(proxy.connections(), 1)
 })
 
-test('Redis killed (SIGKILL) for 2 s, then restarted on the same port', async (t) => {
-  const r = await rig(t, { http: true })
+/**
+ * A warmed rig through one fault: `fault` loads the app while Redis misbehaves and puts things right
+ * after; then every request must have answered and the cache come back (see check()).
+ */
+async function outage (t: Test, name: string, fault: (r: Rig, s: Stats) => Promise<void>, options?: { http?: boolean }): Promise<Rig> {
+  const r = await rig(t, options)
   await warm(t, r)
   const s = stats()
   const before = r.calls()
-  await r.redis.kill()
-  await load(r, s, 2000)
+  await fault(r, s)
   const runs = r.calls() - before
-  await r.redis.start()
-  await check(t, r, 'SIGKILL', s, await hitAgain(r, s), runs)
+  await check(t, r, name, s, await hitAgain(r, s), runs)
+  return r
+}
+
+test('Redis killed (SIGKILL) for 2 s, then restarted on the same port', async (t) => {
+  await outage(t, 'SIGKILL', async (r, s) => {
+    await r.redis.kill()
+    await load(r, s, 2000)
+    await r.redis.start()
+  }, { http: true })
 })
 
 test('Redis hung (SIGSTOP) for 1.5 s, then SIGCONT', async (t) => {
-  const r = await rig(t)
-  await warm(t, r)
-  const s = stats()
-  const before = r.calls()
-  const pid = r.redis.pid()
-  if (pid === undefined) throw new Error('no redis-server pid')
-  process.kill(pid, 'SIGSTOP')
-  try {
-    await load(r, s, 1500)
-  } finally {
-    process.kill(pid, 'SIGCONT')
-  }
-  const runs = r.calls() - before
-  await check(t, r, 'SIGSTOP', s, await hitAgain(r, s), runs)
+  await outage(t, 'SIGSTOP', async (r, s) => {
+    const pid = r.redis.pid()
+    if (pid === undefined) throw new Error('no redis-server pid')
+    process.kill(pid, 'SIGSTOP')
+    try {
+      await load(r, s, 1500)
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+  })
 })
 
 test('network latency above the timeout for 1.5 s, then back to normal', async (t) => {
-  const r = await rig(t)
-  await warm(t, r)
-  const s = stats()
-  const before = r.calls()
-  r.proxy.latency(TIMEOUT * 3)
-  await load(r, s, 1500)
-  r.proxy.latency(0)
-  const runs = r.calls() - before
-  await check(t, r, 'latency', s, await hitAgain(r, s), runs)
+  await outage(t, 'latency', async (r, s) => {
+    r.proxy.latency(TIMEOUT * 3)
+    await load(r, s, 1500)
+    r.proxy.latency(0)
+  })
 })
 
 test('the link hangs mid-stream for 1.5 s, then flushes everything it held', async (t) => {
-  const r = await rig(t)
-  await warm(t, r)
-  const s = stats()
-  const before = r.calls()
-  r.proxy.pause()
-  await load(r, s, 1500)
-  r.proxy.resume()
-  const runs = r.calls() - before
-  await check(t, r, 'pause', s, await hitAgain(r, s), runs)
+  const r = await outage(t, 'pause', async (r, s) => {
+    r.proxy.pause()
+    await load(r, s, 1500)
+    r.proxy.resume()
+  })
   // the stream stayed in sync: replies still match their commands
   const inspect = r.redis.client()
   t.equal(await r.client.set('fault:probe', 'ok'), 'OK')
@@ -258,29 +257,25 @@ test('the link hangs mid-stream for 1.5 s, then flushes everything it held', asy
 })
 
 test('connections cut mid-traffic, then refused for 1.5 s', async (t) => {
-  const r = await rig(t, { http: true })
-  await warm(t, r)
-  const s = stats()
-  const before = r.calls()
-  // cut every 100 ms while requests flow: commands in flight are lost with their connection
-  let cuts = 0
-  const cutting = setInterval(() => {
-    if (r.proxy.connections() > 0) cuts++
+  await outage(t, 'cut/refuse', async (r, s) => {
+    // cut every 100 ms while requests flow: commands in flight are lost with their connection
+    let cuts = 0
+    const cutting = setInterval(() => {
+      if (r.proxy.connections() > 0) cuts++
+      r.proxy.cut()
+    }, 100)
+    try {
+      await load(r, s, 1000)
+    } finally {
+      clearInterval(cutting)
+    }
+    t.ok(cuts > 0, `${cuts} live connections cut`)
+    r.proxy.refuse(true)
     r.proxy.cut()
-  }, 100)
-  try {
-    await load(r, s, 1000)
-  } finally {
-    clearInterval(cutting)
-  }
-  t.ok(cuts > 0, `${cuts} live connections cut`)
-  r.proxy.refuse(true)
-  r.proxy.cut()
-  await load(r, s, 1500)
-  t.equal(r.proxy.connections(), 0, 'no connection got through while refusing')
-  r.proxy.reset()
-  const runs = r.calls() - before
-  await check(t, r, 'cut/refuse', s, await hitAgain(r, s), runs)
+    await load(r, s, 1500)
+    t.equal(r.proxy.connections(), 0, 'no connection got through while refusing')
+    r.proxy.reset()
+  }, { http: true })
 })
 
 test('Redis answering errors (WRONGTYPE): requests still answer and the circuit stays closed', async (t) => {

@@ -2,9 +2,10 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import httpCache from '../index.js'
+import type { HttpCacheOptions } from '../lib/types.js'
 import { backends, build } from './helpers/app.js'
 import { deferred } from './helpers/gate.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis, type TapLike, type TestRedis } from './helpers/redis.js'
 import { until } from './helpers/until.js'
 
 // Concurrent misses of one key run the handler once: in one process always, across instances with lock.
@@ -134,22 +135,30 @@ for (const backend of backends(t)) {
   })
 }
 
+// Two instances sharing one Redis (and prefix), each with the routes `declare` adds.
+async function instances (t: TapLike, redis: TestRedis, options: HttpCacheOptions, declare: (app: FastifyInstance) => void): Promise<FastifyInstance[]> {
+  const apps: FastifyInstance[] = []
+  for (let i = 0; i < 2; i++) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(httpCache, { redis: redis.client(), ...options })
+    declare(app)
+    apps.push(app)
+  }
+  return apps
+}
+
 t.test('lock: two instances sharing a Redis run the handler once for 100 concurrent misses', async (t) => {
   const redis = await startRedis(t)
   const release = deferred()
   let runs = 0
-  const apps: Counted[] = []
-  for (let i = 0; i < 2; i++) {
-    const app = Fastify()
-    t.teardown(() => app.close())
-    await app.register(httpCache, { redis: redis.client(), prefix: 'lock1', lock: { wait: 20_000 } })
+  const apps = (await instances(t, redis, { prefix: 'lock1', lock: { wait: 20_000 } }, (app) => {
     app.get('/catalog', { config: { cache: { ttl: 60 } } }, async () => {
       runs++
       await release.promise
       return { catalog: 'big', run: runs }
     })
-    apps.push(counted(app))
-  }
+  })).map(counted)
   const responses = Promise.all(Array.from({ length: 100 }, async (_, i) => await apps[i % 2].app.inject('/catalog')))
   await until('all 100 requests to arrive', () => apps[0].arrived() + apps[1].arrived() === 100)
   await sleep(300)
@@ -167,18 +176,13 @@ t.test('lock: the wait is bounded; then the handler runs anyway', async (t) => {
   const redis = await startRedis(t)
   const release = deferred()
   let runs = 0
-  const apps: FastifyInstance[] = []
-  for (let i = 0; i < 2; i++) {
-    const app = Fastify()
-    t.teardown(() => app.close())
-    await app.register(httpCache, { redis: redis.client(), prefix: 'lock2' })
+  const apps = await instances(t, redis, { prefix: 'lock2' }, (app) => {
     app.get('/slow', { config: { cache: { lock: { wait: 200, lease: 60_000 } } } }, async () => {
       const run = ++runs
       if (run === 1) await release.promise
       return { run }
     })
-    apps.push(app)
-  }
+  })
   const first = apps[0].inject('/slow')
   await until('the first run to start', () => runs === 1)
   const second = await apps[1].inject('/slow')
