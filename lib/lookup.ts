@@ -1,0 +1,161 @@
+// The read path of a cached route, top to bottom: bypass checks, the key, the L1 and the store, the
+// policy's verdict, and serving a HIT (a 304 when the client's validator matches). A miss goes on to
+// single-flight (lib/single-flight.ts) and the handler; lib/fill.ts stores what it answers.
+import type { OutgoingHttpHeaders } from 'node:http'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
+import { REFRESH, requestDirectives, type RequestDirectives } from './directives.js'
+import { decodeEntry, type CacheEntry } from './entry.js'
+import { prepare } from './fill.js'
+import { variant } from './keys.js'
+import { FRESH, STALE, FALLBACK } from './policy/policy.js'
+import { isOwnRefresh, revalidate } from './refresh.js'
+import { keyOf, requestOrigin } from './request-key.js'
+import { acquire, follow, lead, runningFlight } from './single-flight.js'
+import { GO, SERVED, isPromise, kState, newState, type Outcome, type RequestState, type RouteRun } from './state.js'
+import type { Lookup } from './stores/store.js'
+import { varyMatches } from './vary.js'
+
+// Callback style, synchronous up to the store: a HIT from memory or L1 costs no promise at all.
+export function lookup (run: RouteRun, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const outcome = begin(run, request, reply)
+  if (outcome === GO) done()
+  else if (outcome !== SERVED) outcome.then((o) => { if (o === GO) done() }, (err: Error) => done(err))
+}
+
+function begin (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Outcome | Promise<Outcome> {
+  const { route, ctx } = run
+  const headers = request.headers
+  const own = isOwnRefresh(ctx, headers)
+  const directives = own ? REFRESH : route.clientDirectives ? requestDirectives(request) : null
+  // Range requests, client no-store and Authorization (RFC 9111 §3.5, unless the route keys per user)
+  // neither read nor write
+  if (headers.range !== undefined || directives?.bypass === true ||
+    (headers.authorization !== undefined && route.varyBy === undefined)) {
+    bypass(run, request, reply)
+    return GO
+  }
+  if (run.simpleKey) {
+    const origin = requestOrigin(ctx.opts, request)
+    return find(run, request, reply, ctx.keys.entry(route.base, origin, request.url, variant(route.vary, headers, undefined)), origin, directives, own)
+  }
+  return keyOf(run, request).then((found) => {
+    if (found !== undefined) return find(run, request, reply, found.key, found.origin, directives, own)
+    bypass(run, request, reply)
+    return GO
+  })
+}
+
+function find (run: RouteRun, request: FastifyRequest, reply: FastifyReply, key: string, origin: string | undefined, directives: RequestDirectives | null, own: boolean): Outcome | Promise<Outcome> {
+  const { l1, store } = run.ctx
+  const state = newState(key, origin, own)
+  request[kState] = state
+  const refresh = directives?.refresh === true
+  const near = refresh || l1 === undefined ? undefined : l1.get(key)
+  if (near !== undefined) return decide(run, request, reply, state, near, directives, true)
+  let found: Lookup | Promise<Lookup>
+  try {
+    found = store.lookup(key, run.route.base)
+  } catch (err) {
+    return failed(request, err)
+  }
+  if (!isPromise(found)) return decide(run, request, reply, state, found, directives, store.stable)
+  const epoch = l1?.epoch ?? 0
+  return found.then((f) => {
+    if (l1 !== undefined && !refresh) l1.fill(key, run.route.base, f, epoch)
+    return decide(run, request, reply, state, f, directives, l1 !== undefined && !refresh)
+  }, (err: unknown) => failed(request, err))
+}
+
+function failed (request: FastifyRequest, err: unknown): Outcome {
+  request.log.debug({ err }, 'fastify-http-cache: lookup failed, treated as a miss')
+  return GO
+}
+
+function decide (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, found: Lookup, directives: RequestDirectives | null, memo: boolean): Outcome | Promise<Outcome> {
+  const entry = found.value === null ? undefined : decodeEntry(found.value, memo)
+  if (found.value !== null && entry === undefined) request.log.warn({ key: state.key }, 'fastify-http-cache: entry does not decode, replacing it')
+  if (entry !== undefined && directives?.refresh !== true && varyMatches(entry, request)) {
+    const age = Math.max(0, Date.now() - entry.storedAt)
+    const reuse = run.policy.reuse(entry, age, directives)
+    if (reuse === FRESH) return serve(run, request, reply, state, entry, 'HIT', age)
+    if (reuse === STALE) {
+      revalidate(run.ctx, request, state.key)
+      return serve(run, request, reply, state, entry, 'STALE', age)
+    }
+    if (reuse === FALLBACK) state.stale = entry
+  }
+  return miss(run, request, reply, state, found.generation)
+}
+
+function miss (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, generation: string): Outcome | Promise<Outcome> {
+  if (!run.stores) return prepare(run, request, state, generation)
+  const running = runningFlight(run, state, generation)
+  if (running !== undefined) {
+    return follow(running).then((entry) => entry !== undefined && varyMatches(entry, request)
+      ? serve(run, request, reply, state, entry, 'HIT', Date.now() - entry.storedAt)
+      : prepare(run, request, state, generation))
+  }
+  lead(run, reply, state, generation)
+  const { locks, route } = run
+  if (locks === undefined || route.lock === null) return prepare(run, request, state, generation)
+  return acquire(run, request, state, locks, route.lock).then((found) => found !== undefined
+    ? serve(run, request, reply, state, found.entry, 'HIT', found.age)
+    : prepare(run, request, state, generation))
+}
+
+function bypass (run: RouteRun, request: FastifyRequest, reply: FastifyReply): void {
+  const state = newState('', undefined, false)
+  state.bypass = true
+  request[kState] = state
+  if (run.statusHeader !== false) reply.header(run.statusHeader, 'BYPASS')
+}
+
+/** Answers from `entry`, `ageMs` old (the caller judged its freshness at that age). */
+function serve (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, entry: CacheEntry, label: string, ageMs: number): Outcome {
+  state.hit = true
+  const raw = run.direct && request.raw.httpVersionMajor === 1
+  const age = Math.floor(Math.max(0, ageMs) / 1000)
+  const cacheControl = run.policy.cacheControl(run, entry, age, false)
+  if (run.statusHeader !== false) reply.header(run.statusHeader, label)
+  reply.header('age', String(age))
+  if (notModified(request.headers, entry.etag, entry.headers['last-modified'])) {
+    reply.header('cache-control', cacheControl)
+    reply.header('etag', entry.etag)
+    for (const name of NOT_MODIFIED_HEADERS) {
+      const value = entry.headers[name]
+      if (value !== undefined) reply.header(name, value)
+    }
+    if (!(raw && end(run, reply, 304, undefined))) reply.code(304).send()
+    return SERVED
+  }
+  const headers = entry.headers
+  for (const name in headers) reply.header(name, headers[name])
+  reply.header('cache-control', cacheControl)
+  reply.header('etag', entry.etag)
+  if (raw && entry.status !== 204) {
+    reply.header('content-length', String(entry.body.length))
+    if (end(run, reply, entry.status, entry.body)) return SERVED
+  }
+  reply.code(entry.status).send(entry.body)
+  return SERVED
+}
+
+// When no onSend hook but ours would see the response, Fastify's send path has nothing left to do for
+// stored bytes: write them straight out (with the header table below, 17.3 -> 16.3 µs of CPU per memory
+// HIT). onResponse hooks and the request log still run (Fastify ties them to the response's finish) and
+// see the headers set with reply.header(). HTTP/2 keeps Fastify's path, which writes large bodies in chunks.
+function end (run: RouteRun, reply: FastifyReply, status: number, body: Buffer | undefined): boolean {
+  // Fastify's own header table, as its send path hands it to writeHead; else getHeaders(), a copy
+  run.kHeaders ??= Object.getOwnPropertySymbols(reply).find((s) => s.description === 'fastify.reply.headers') ?? null
+  const table = run.kHeaders === null ? undefined : (reply as unknown as Record<symbol, OutgoingHttpHeaders | undefined>)[run.kHeaders]
+  try {
+    reply.raw.writeHead(status, table ?? reply.getHeaders() as OutgoingHttpHeaders)
+  } catch {
+    // a header Node refuses (set by another hook): Fastify's path answers that with its error handling
+    return false
+  }
+  reply.hijack()
+  reply.raw.end(body)
+  return true
+}

@@ -1,0 +1,54 @@
+// policy: 'ttl' — the route decides. Its ttl (or expires) sets freshness, the handler's Cache-Control
+// only forbids storing (no-store, private) or sets the stale windows, and what goes downstream is the
+// cache's own Cache-Control, counting down.
+import { cacheControlFor, responseDirectives } from '../directives.js'
+import { isFresh } from '../entry.js'
+import { httpDate } from '../expiry.js'
+import { ttlFor } from '../options.js'
+import { applyVary } from '../vary.js'
+import { FALLBACK, FRESH, MISS, STALE, type Policy } from './policy.js'
+
+export const ttlPolicy: Policy = {
+  reuse (entry, age, directives) {
+    const maxAge = directives?.maxAge
+    const acceptable = maxAge == null || age <= maxAge * 1000
+    if (isFresh(entry, age)) return acceptable ? FRESH : MISS
+    // RFC 5861: answer now with the expired entry, refresh it behind this response
+    if (age < entry.ttl + entry.swr && acceptable) return STALE
+    return age < entry.ttl + entry.sie ? FALLBACK : MISS
+  },
+
+  async storage (run, request, reply) {
+    const { route, isPrivate } = run
+    const status = reply.statusCode
+    if (status < 200 || status > 299 || status === 206) return undefined
+    if (reply.hasHeader('set-cookie')) return undefined
+    if (!applyVary(run, reply)) return undefined
+    const own = responseDirectives(reply.getHeader('cache-control'), isPrivate)
+    if (own.forbid) return undefined
+
+    const now = Date.now()
+    let ttl: number | undefined
+    try {
+      ttl = await ttlFor(route, request, run.ctx.opts.clock, now)
+    } catch (err) {
+      request.log.warn({ err }, 'fastify-http-cache: ttl function failed, response not cached')
+      return undefined
+    }
+    if (ttl === undefined) {
+      request.log.warn('fastify-http-cache: the ttl function returned no whole number of seconds, response not cached')
+      return undefined
+    }
+    // the handler's own stale directives win over the route's
+    const swr = own.swr ?? route.staleWhileRevalidate
+    const sie = own.sie ?? route.staleIfError
+    reply.header('cache-control', cacheControlFor(ttl, ttl, isPrivate, swr, sie))
+    if (route.expires !== undefined) reply.header('expires', httpDate(now + ttl * 1000))
+    return { storedAt: now, ttl: ttl * 1000, swr: swr * 1000, sie: sie * 1000 }
+  },
+
+  cacheControl (run, entry, age, stale) {
+    const ttl = entry.ttl / 1000
+    return cacheControlFor(ttl, stale ? 0 : Math.max(0, Math.ceil(ttl - age)), run.isPrivate, entry.swr / 1000, entry.sie / 1000)
+  }
+}

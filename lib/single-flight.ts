@@ -1,0 +1,114 @@
+// Stampede protection. Concurrent misses of one key run the handler once per process: the first
+// leads, the others wait for its entry. Across instances (lock: true) one instance takes a short lock
+// in Redis and the others poll for its entry, bounded, then run the handler themselves.
+// A flight is per generation: a request that read the group after an eviction never joins a run
+// that started before it.
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { decodeEntry, isFresh, type CacheEntry } from './entry.js'
+import type { LockSettings } from './options.js'
+import type { Lookup } from './stores/store.js'
+import type { RedisStore } from './stores/redis.js'
+import type { Flight, RequestState, RouteRun } from './state.js'
+import { varyMatches } from './vary.js'
+
+// How long requests wait for a concurrent run of the same miss in this process (a safety bound: the
+// leader settles them as soon as its response is sent or its connection closes)
+const FOLLOW_WAIT_MS = 30_000
+
+const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The run of this key and generation in this process, if one is under way. */
+export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
+  return run.ctx.flights.get(generation + ' ' + state.key)
+}
+
+/** Makes this request the leader of its key's run. */
+export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, generation: string): void {
+  const flightKey = generation + ' ' + state.key
+  let done!: (entry: CacheEntry | undefined) => void
+  const entry = new Promise<CacheEntry | undefined>((resolve) => { done = resolve })
+  state.flight = { entry, settle: done }
+  state.flightKey = flightKey
+  run.ctx.flights.set(flightKey, state.flight)
+  // a response that never reaches onSend (hijacked, connection gone) must not leave followers waiting
+  reply.raw.once('close', () => settle(run, state, undefined))
+}
+
+/** The leader's entry, or undefined when it stored none or took too long. */
+export async function follow (running: Flight): Promise<CacheEntry | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const entry = await Promise.race([
+    running.entry,
+    // the leader's response may never reach onSend (hijacked): wait bounded, then run the handler
+    new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), FOLLOW_WAIT_MS) })
+  ])
+  clearTimeout(timer)
+  return entry
+}
+
+/**
+ * Takes the cross-instance lock of this key or waits for its holder's entry. Resolves to the entry
+ * another instance stored meanwhile (the flight settled, ready to serve), else undefined: run the handler.
+ */
+export async function acquire (run: RouteRun, request: FastifyRequest, state: RequestState, locks: RedisStore, { wait, lease }: LockSettings): Promise<{ entry: CacheEntry, age: number } | undefined> {
+  const lockKey = state.key + ' lock'
+  const token = `${run.ctx.token}:${++run.lockTokens}`
+  const deadline = Date.now() + wait
+  let delay = 5
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (await locks.lock(lockKey, token, lease)) {
+        state.lock = token
+        // the previous holder may have stored the entry just before letting go
+        if (attempt > 0) {
+          const found = await stored(run, request, state)
+          if (found !== undefined) return found
+        }
+        break
+      }
+    } catch (err) {
+      request.log.debug({ err }, 'fastify-http-cache: lock unavailable, running the handler')
+      break
+    }
+    if (Date.now() + delay > deadline) break
+    await sleep(delay)
+    delay = Math.min(delay * 2, 100)
+    const found = await stored(run, request, state)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+// Whether the store now holds a fresh entry for this request (then the flight is settled with it).
+async function stored (run: RouteRun, request: FastifyRequest, state: RequestState): Promise<{ entry: CacheEntry, age: number } | undefined> {
+  let found: Lookup
+  try {
+    found = await run.ctx.store.lookup(state.key, run.route.base)
+  } catch {
+    return undefined
+  }
+  const entry = found.value === null ? undefined : decodeEntry(found.value)
+  const age = entry === undefined ? 0 : Date.now() - entry.storedAt
+  if (entry === undefined || !varyMatches(entry, request) || !isFresh(entry, age)) return undefined
+  release(run, state)
+  settle(run, state, entry)
+  return { entry, age }
+}
+
+/** Ends the run this request leads: its followers get `entry` (undefined: they run the handler). */
+export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | undefined): void {
+  const flight = state.flight
+  if (flight === undefined) return
+  state.flight = undefined
+  const flights = run.ctx.flights
+  if (flights.get(state.flightKey) === flight) flights.delete(state.flightKey)
+  flight.settle(entry)
+}
+
+/** Lets go of the cross-instance lock this request holds. */
+export function release (run: RouteRun, state: RequestState): void {
+  const token = state.lock
+  if (token === undefined || run.locks === undefined) return
+  state.lock = undefined
+  run.locks.unlock(state.key + ' lock', token).catch(() => {}) // it expires anyway
+}

@@ -1,0 +1,96 @@
+// What the read and write paths of a cached route share: the plugin's context, the route's settings
+// made ready for requests, and the state one request carries from its lookup to its onSend.
+import type { IncomingHttpHeaders } from 'node:http'
+import type { CacheEntry } from './entry.js'
+import type { KeyBuilder } from './keys.js'
+import type { L1 } from './l1.js'
+import type { ResolvedOptions, RouteSettings } from './options.js'
+import type { Policy } from './policy/policy.js'
+import type { Store } from './stores/store.js'
+import type { RedisStore } from './stores/redis.js'
+
+export const kState = Symbol('fastify-http-cache.state')
+
+/** One handler run that concurrent misses of the same key (and generation) wait for. */
+export interface Flight {
+  entry: Promise<CacheEntry | undefined>
+  settle: (entry: CacheEntry | undefined) => void
+}
+
+export interface RequestState {
+  key: string
+  /** Origin part of the key (undefined for routes with a key builder). */
+  origin: string | undefined
+  /** Tags of the entry, registered in the store before the handler ran. */
+  tags: string[]
+  /** Generation of the group read with the lookup; undefined when the lookup failed (then never write). */
+  generation: string | undefined
+  hit: boolean
+  bypass: boolean
+  /** An expired entry still allowed to stand in for a failing handler (stale-if-error). */
+  stale: CacheEntry | undefined
+  /** The run this request leads, and its key in `flights`. */
+  flight: Flight | undefined
+  flightKey: string
+  /** Token of the cross-instance lock this request holds. */
+  lock: string | undefined
+  /** A background refresh of this instance: nobody waits for its response, so it waits for its write. */
+  own: boolean
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    [kState]: RequestState | null
+  }
+}
+
+export function newState (key: string, origin: string | undefined, own: boolean): RequestState {
+  return { key, origin, tags: [], generation: undefined, hit: false, bypass: false, stale: undefined, flight: undefined, flightKey: '', lock: undefined, own }
+}
+
+/** The plugin's side of every cached route. */
+export interface HookContext {
+  opts: ResolvedOptions
+  store: Store
+  keys: KeyBuilder
+  /** Writes and refreshes in flight, awaited on close. */
+  pending: Set<Promise<unknown>>
+  l1: L1 | undefined
+  /** Where cross-instance locks are taken (Redis stores only). */
+  locks: RedisStore | undefined
+  flights: Map<string, Flight>
+  /** Keys being refreshed in the background by this instance. */
+  refreshing: Set<string>
+  /** Runs a GET through the app (fastify.inject), for background refreshes. */
+  inject: (url: string, headers: IncomingHttpHeaders) => Promise<{ statusCode: number }>
+  /** Secret of this instance's background refreshes. */
+  token: string
+}
+
+/** One cached route, ready for requests: its settings and what is derived from them once. */
+export interface RouteRun {
+  ctx: HookContext
+  route: RouteSettings
+  policy: Policy
+  /** Whether this route's misses are stored (GET, and Fastify's own HEAD route of a GET). */
+  stores: boolean
+  statusHeader: string | false
+  /** Per-user entries must not land in shared caches downstream. */
+  isPrivate: boolean
+  /** The route's `vary` names as a header value ('' when none). */
+  varyHeader: string
+  /** Keyed by URL and vary headers only (no key builder, no varyBy): keys are built synchronously. */
+  simpleKey: boolean
+  locks: RedisStore | undefined
+  lockTokens: number
+  /** Set once the route's final hooks are known (its first request): HITs may skip Fastify's send path. */
+  direct: boolean
+  /** Fastify's header table symbol on replies (null: not found, use getHeaders()). */
+  kHeaders: symbol | null | undefined
+}
+
+export const GO = 0 as const // the request goes on to the handler
+export const SERVED = 1 as const // answered from the cache
+export type Outcome = typeof GO | typeof SERVED
+
+export const isPromise = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as Promise<T>)?.then === 'function'
