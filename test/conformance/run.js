@@ -11,7 +11,7 @@
 // suite's CLI (shared-cache mode), classifies every result with the suite's own test-engine/lib/results.mjs
 // and prints pass / required fail / optional fail / checks / setup fail / blocked / other per test group
 // and in total. Writes test/conformance/results-<mode>-<store>.json (results-off.json for CACHE=off):
-// every test id, its kind and class.
+// every test id, its kind and class; and CHECKLIST.md, every test with its result in each run found.
 //
 // Settings (environment):
 //   CACHE=off            the gateway alone, no plugin (one run: there is no store)
@@ -36,6 +36,8 @@ const path = require('node:path')
 const { pathToFileURL } = require('node:url')
 const { setTimeout: sleep } = require('node:timers/promises')
 const { freePort, startRedisServer, killRedis } = require('../bench/common.js')
+const { specOf } = require('./spec.js')
+const { writeChecklist } = require('./checklist.js')
 
 const ROOT = path.resolve(__dirname, '..', '..')
 const SUITE = path.resolve(process.env.CONFORMANCE_SUITE || path.join(ROOT, '..', 'shared', 'conformance', 'cache-tests'))
@@ -242,6 +244,7 @@ function classify ({ tests, determineTestResult, resultTypes }, results) {
         groupName: group.name,
         name: test.name,
         kind: kindOf(test),
+        spec: specOf(group, test),
         result: cls,
         detail: raw === undefined || raw === true ? undefined : Array.isArray(raw) ? raw.join(': ') : String(raw),
         dependsOn: test.depends_on
@@ -318,9 +321,11 @@ async function runStore (cfg, store, suite, origin, work, definitions) {
       mode: cfg.mode,
       store,
       totals: count(rows),
-      tests: rows.map(({ groupName, ...r }) => r)
+      tests: rows
     }, null, 2) + '\n')
     console.log(`written: ${path.relative(process.cwd(), file)}`)
+    const checklist = writeChecklist(OUT)
+    if (checklist !== undefined) console.log(`written: ${path.relative(process.cwd(), checklist)}`)
   } catch (err) {
     console.log(`\n== ${label}: could not run: ${err.message}`)
   } finally {
