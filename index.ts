@@ -63,11 +63,15 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
       return
     }
     if (cfg === undefined || cfg === false) return
-    if (writes) {
+    const policy = typeof cfg === 'object' && cfg !== null && cfg.policy !== undefined ? cfg.policy : opts.policy
+    // policy 'http' routes take any method (a gateway's `all('/*')`): GET and HEAD are looked up, unsafe
+    // methods invalidate; a write route with its own evict/put options keeps them
+    const writeOptions = typeof cfg === 'object' && cfg !== null && ('evict' in cfg || 'put' in cfg)
+    if (writes && !(policy === 'http' && !writeOptions)) {
       route.onSend = [...asArray(route.onSend), createWriteHook(ctx, routes, resolveWriteRoute(where, methods, cfg, opts, keys))]
       return
     }
-    if (methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
+    if (policy !== 'http' && methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
       throw new TypeError(`fastify-http-cache: config.cache caches GET routes and invalidates from POST, PUT, PATCH and DELETE routes; ${where} mixes them`)
     }
     const settings = resolveRoute(where, cfg, opts, keys)
@@ -77,7 +81,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     // user wrote may answer differently from the GET, so it only reads.
     const last = onSend.length - 1
     const autoHead = methods.length === 1 && methods[0] === 'HEAD' && last >= 0 && onSend[last].name === 'headRouteOnSendHandler'
-    const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead)
+    const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead || policy === 'http')
     // A HIT must not skip any check that guards the route (auth in onRequest, preParsing, preValidation or
     // preHandler, its own or its context's). Fastify settles a route's hooks only at ready: hooks added with
     // addHook() (deferred to after()), by plugins still loading, or appended by onRoute hooks that run after

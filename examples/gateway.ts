@@ -33,8 +33,6 @@ import type { IncomingHttpHeaders } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import httpCache from '../index.js'
-import { REVALIDATE_HEADER } from '../lib/hooks.js'
-import type { RouteCacheConfig } from '../lib/types.js'
 
 export interface GatewayOptions {
   /** Origin every request is forwarded to, e.g. `http://127.0.0.1:8000`. */
@@ -110,14 +108,8 @@ export async function buildGateway (options: GatewayOptions): Promise<FastifyIns
       // reply-from retries a GET answered 503 up to 10 times (maxRetriesOn503: 0 is read as "unset"):
       // an origin's 503 is an answer to relay, not a reason to ask again
       retryDelay: () => null,
-      // reply-from forwards request.raw.headers (not Fastify's request.headers): whatever must not
-      // reach the origin is removed here. The plugin's background refresh marks its own requests with a
-      // secret header; it is for the plugin only.
-      rewriteRequestHeaders: (_request, headers) => {
-        const out = { ...headers }
-        delete out[REVALIDATE_HEADER]
-        return out
-      },
+      // reply-from forwards request.raw.headers (not Fastify's request.headers). The plugin sets the
+      // validators of a revalidation on both, and takes its background refresh's marker off both.
       rewriteHeaders: (headers) => relayHeaders(headers as IncomingHttpHeaders, upstream, gateway),
       onError: (reply, { error }) => {
         // Fastify's reply.code() refuses statuses above 599; reply-from then calls this with a 502 and
@@ -140,9 +132,8 @@ export async function buildGateway (options: GatewayOptions): Promise<FastifyIns
   }
 
   if (options.mode === 'http') {
-    // Typed loosely until the plugin's types have `policy`: with them this is `{ policy: 'http' }`.
-    const cache = { policy: 'http' } as unknown as RouteCacheConfig
-    app.all('/*', { config: { cache } }, forward)
+    // the origin's headers decide; CDN-Cache-Control (RFC 9213) speaks to this cache over Cache-Control
+    app.all('/*', { config: { cache: { policy: 'http', targeted: ['CDN-Cache-Control'] } } }, forward)
   } else if (options.mode === 'ttl') {
     // The plugin today: cached routes are GET-only (HEAD is Fastify's automatic HEAD route of the
     // GET), writes evict their path; other methods pass through on a route of their own.

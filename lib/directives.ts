@@ -2,7 +2,7 @@ import { parse } from '@tusbar/cache-control'
 import type { FastifyRequest } from 'fastify'
 
 /** A refresh requested by this plugin (stale-while-revalidate): skip the read, store the response. */
-export const REFRESH: RequestDirectives = Object.freeze({ bypass: false, refresh: true, maxAge: null })
+export const REFRESH: RequestDirectives = Object.freeze({ bypass: false, refresh: true, maxAge: null, validate: false, maxStale: null, minFresh: null, onlyIfCached: false })
 
 /** What the client asked of the cache (RFC 9111 §5.2.1). */
 export interface RequestDirectives {
@@ -12,9 +12,15 @@ export interface RequestDirectives {
   refresh: boolean
   /** max-age=N: entries older than N seconds are misses. */
   maxAge: number | null
+  /** Policy 'http': no-cache (or Pragma: no-cache): a stored response is validated before it is used. */
+  validate: boolean
+  /** Policy 'http': max-stale[=N] in seconds (Infinity: any staleness), min-fresh=N, only-if-cached. */
+  maxStale: number | null
+  minFresh: number | null
+  onlyIfCached: boolean
 }
 
-const NONE: RequestDirectives = Object.freeze({ bypass: false, refresh: false, maxAge: null })
+export const NONE: RequestDirectives = Object.freeze({ bypass: false, refresh: false, maxAge: null, validate: false, maxStale: null, minFresh: null, onlyIfCached: false })
 
 export function requestDirectives (req: FastifyRequest): RequestDirectives {
   const cc = req.headers['cache-control']
@@ -23,13 +29,13 @@ export function requestDirectives (req: FastifyRequest): RequestDirectives {
     // Pragma counts only when Cache-Control is absent (RFC 9111 §5.4)
     const pragma = req.headers.pragma
     return typeof pragma === 'string' && /(^|,)\s*no-cache\s*(,|$)/i.test(pragma)
-      ? { bypass: false, refresh: true, maxAge: null }
+      ? { ...NONE, refresh: true }
       : NONE
   }
   const d = parse(cc)
-  if (d.noStore === true) return { bypass: true, refresh: false, maxAge: null }
-  if (d.noCache === true || d.maxAge === 0) return { bypass: false, refresh: true, maxAge: null }
-  return d.maxAge !== null ? { bypass: false, refresh: false, maxAge: d.maxAge } : NONE
+  if (d.noStore === true) return { ...NONE, bypass: true }
+  if (d.noCache === true || d.maxAge === 0) return { ...NONE, refresh: true }
+  return d.maxAge !== null ? { ...NONE, maxAge: d.maxAge } : NONE
 }
 
 /** What a handler's own Cache-Control says about storing its response. */

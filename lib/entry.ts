@@ -19,17 +19,42 @@ export interface CacheEntry {
   sie: number
   /** Request header values the response varied on (its `Vary` names), for secondary-key matching. */
   vary: Record<string, string> | undefined
+  /** Under policy 'http': what reuse needs beyond the freshness lifetime; undefined for 'ttl' entries. */
+  http?: HttpMeta
 }
 
+/** RFC 9111 state of an entry stored under policy 'http'. Its `ttl` is then the freshness lifetime (0: stale at once). */
+export interface HttpMeta {
+  /** Corrected initial age at `storedAt`, in ms (§4.2.3). */
+  age: number
+  /** NO_CACHE | NO_STALE | NO_SHARE bits. */
+  flags: number
+}
+
+/** no-cache: validated before every reuse (RFC 9111 §5.2.2.4). */
+export const NO_CACHE = 1
+/** must-revalidate, proxy-revalidate, s-maxage: never served stale, whatever the client allows (§5.2.2.2). */
+export const NO_STALE = 2
+
 /** Whether an entry `age` ms old is within its freshness lifetime (ttl 0: fresh until evicted). */
-export const isFresh = (e: CacheEntry, age: number): boolean => e.ttl === 0 || age < e.ttl
+export const isFresh = (e: CacheEntry, age: number): boolean => e.http === undefined
+  ? e.ttl === 0 || age < e.ttl
+  : e.http.age + age < e.ttl
+
+// An 'http' entry stays stored past its freshness this long, to be revalidated (or served stale to a
+// client that allows it) instead of fetched again.
+const RETAIN_MS = 3600_000
 
 /** How long the store keeps an entry, in ms: past its freshness for as long as it may be served stale. */
-export const keepFor = (e: CacheEntry): number => e.ttl === 0 ? 0 : e.ttl + Math.max(e.swr, e.sie)
+export const keepFor = (e: CacheEntry): number => e.http !== undefined
+  ? Math.max(0, e.ttl - e.http.age) + Math.max(e.swr, e.sie, RETAIN_MS)
+  : e.ttl === 0 ? 0 : e.ttl + Math.max(e.swr, e.sie)
 
 // Plain maps, no shared record structures: every instance (and version) can read every entry.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 const VERSION = 2
+// Under policy 'http' a key holds every variant of its URL (Vary), newest first
+const VARIANTS = 3
 
 // Stores that hand back the very same Buffer (memory, L1) decode it once.
 const decoded = new WeakMap<Buffer, CacheEntry>()
@@ -37,6 +62,69 @@ const decoded = new WeakMap<Buffer, CacheEntry>()
 /** A positional array: no field names stored per entry, and the cheapest shape to decode. */
 export function encodeEntry (e: CacheEntry): Buffer {
   return packr.pack([VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null])
+}
+
+/** The variants of one URL in one value: policy 'http' keys hold them all, so invalidation reaches every one. */
+export function encodeVariants (list: readonly CacheEntry[]): Buffer {
+  return packr.pack([VARIANTS, list.map((e) => [e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null, e.http?.age ?? 0, e.http?.flags ?? 0])])
+}
+
+const decodedList = new WeakMap<Buffer, CacheEntry[]>()
+
+/**
+ * The entries a stored value holds: one ('ttl') or every variant of a URL ('http'); undefined when the
+ * bytes are not ours. `memo` as for decodeEntry.
+ */
+export function decodeVariants (bytes: Buffer, memo = false): CacheEntry[] | undefined {
+  if (memo) {
+    const known = decodedList.get(bytes)
+    if (known !== undefined) return known
+  }
+  let a: unknown
+  try {
+    a = packr.unpack(bytes)
+  } catch {
+    return undefined
+  }
+  if (!Array.isArray(a)) return undefined
+  let list: CacheEntry[] | undefined
+  if (a[0] === VERSION) {
+    const e = fromFields(a, 1, false)
+    list = e === undefined ? undefined : [e]
+  } else if (a[0] === VARIANTS && a.length === 2 && Array.isArray(a[1]) && a[1].length > 0) {
+    list = []
+    for (const f of a[1] as unknown[]) {
+      const e = Array.isArray(f) ? fromFields(f, 0, true) : undefined
+      if (e === undefined) return undefined
+      list.push(e)
+    }
+  }
+  if (list !== undefined && memo) decodedList.set(bytes, list)
+  return list
+}
+
+function fromFields (a: unknown[], at: number, http: boolean): CacheEntry | undefined {
+  if (a.length !== at + (http ? 11 : 9)) return undefined
+  const [status, storedAt, ttl, swr, sie, etag, headers, body, vary, age, flags] = a.slice(at)
+  if (!Number.isInteger(status) || (status as number) < 200 || (status as number) > (http ? 599 : 299) ||
+    !Buffer.isBuffer(body) || typeof etag !== 'string' || !FIELD_VALUE.test(etag) ||
+    !isTime(storedAt) || !isTime(ttl) || !isTime(swr) || !isTime(sie) ||
+    headers === null || typeof headers !== 'object' || !validHeaders(headers as Record<string, unknown>, http) ||
+    (vary !== null && !validVary(vary)) || (http && (!isTime(age) || !Number.isInteger(flags)))) {
+    return undefined
+  }
+  return {
+    status: status as number,
+    headers: headers as Record<string, HeaderValue>,
+    body,
+    etag,
+    storedAt: storedAt as number,
+    ttl: ttl as number,
+    swr: swr as number,
+    sie: sie as number,
+    vary: vary === null ? undefined : vary as Record<string, string>,
+    http: http ? { age: age as number, flags: flags as number } : undefined
+  }
 }
 
 /**
@@ -90,13 +178,15 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 export const NOT_STORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te',
   'trailer', 'proxy-authenticate', 'proxy-authorization', 'date', 'content-length', 'set-cookie', 'age',
   'cache-control', 'etag'])
+/** Under policy 'http' the origin's Cache-Control, Date and Expires are part of what is replayed. */
+export const NOT_STORED_HTTP = new Set([...NOT_STORED].filter((name) => name !== 'cache-control' && name !== 'date' && name !== 'expires'))
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 
 // Replaying a header Node refuses would turn a HIT into a 500: such an entry is not ours.
-function validHeaders (headers: Record<string, unknown>): boolean {
+function validHeaders (headers: Record<string, unknown>, http = false): boolean {
   for (const name in headers) {
     const value = headers[name]
-    if (!TOKEN.test(name) || NOT_STORED.has(name)) return false
+    if (!TOKEN.test(name) || (http ? NOT_STORED_HTTP.has(name) : NOT_STORED.has(name))) return false
     if (typeof value === 'string') {
       if (!FIELD_VALUE.test(value)) return false
     } else if (Array.isArray(value)) {

@@ -4,8 +4,10 @@
 // answered with the expired entry instead.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { notModified } from './conditional.js'
-import { encodeEntry, keepFor, NOT_STORED, type CacheEntry, type HeaderValue } from './entry.js'
+import { encodeEntry, encodeVariants, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
+import { entryRest, variant } from './keys.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
+import { httpFreshness } from './policy/http.js'
 import { release, settle } from './single-flight.js'
 import { GO, kState, type Outcome, type RequestState, type RouteRun } from './state.js'
 import { entryTags } from './tags.js'
@@ -15,6 +17,7 @@ import { varyValues } from './vary.js'
 // moves this group's generation (then the answer is not stored). No generation, no write.
 export function prepare (run: RouteRun, request: FastifyRequest, state: RequestState, generation: string): Outcome | Promise<Outcome> {
   const { route } = run
+  if (state.validating !== undefined) sendValidators(request, state, state.validating)
   if (route.tags === undefined && !route.byPath) {
     state.generation = generation
     return GO
@@ -32,6 +35,33 @@ export function prepare (run: RouteRun, request: FastifyRequest, state: RequestS
     })
 }
 
+// RFC 9111 §4.3.1: a stale entry is validated with its own validators (reply-from forwards the raw
+// headers, so both copies carry them); the client's own conditional headers are set aside meanwhile.
+function sendValidators (request: FastifyRequest, state: RequestState, entry: CacheEntry): void {
+  const headers = request.headers
+  const raw = request.raw.headers
+  state.conditional = { inm: headers['if-none-match'], ims: headers['if-modified-since'] }
+  const lastModified = entry.headers['last-modified']
+  for (const h of [headers, raw]) {
+    delete h['if-none-match']
+    delete h['if-modified-since']
+    if (entry.etag !== '') h['if-none-match'] = entry.etag
+    if (typeof lastModified === 'string') h['if-modified-since'] = lastModified
+  }
+}
+
+function restoreConditional (request: FastifyRequest, state: RequestState): void {
+  const saved = state.conditional
+  if (saved === undefined) return
+  state.conditional = undefined
+  for (const h of [request.headers, request.raw.headers]) {
+    delete h['if-none-match']
+    delete h['if-modified-since']
+    if (saved.inm !== undefined) h['if-none-match'] = saved.inm as string
+    if (saved.ims !== undefined) h['if-modified-since'] = saved.ims as string
+  }
+}
+
 // Callback style: a HIT passes through without a promise.
 export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
   const state = request[kState]
@@ -39,11 +69,20 @@ export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyRe
     done(null, payload)
     return
   }
+  if (state.unsafe) {
+    invalidate(run, request, reply, state.origin as string).then(() => done(null, payload), () => done(null, payload))
+    return
+  }
+  restoreConditional(request, state)
   if (run.statusHeader !== false) reply.header(run.statusHeader, 'MISS')
   if (reply.statusCode >= 500 && state.stale !== undefined) {
     settle(run, state, undefined)
     release(run, state)
     done(null, serveStale(run, reply, state.stale))
+    return
+  }
+  if (reply.statusCode === 304 && state.validating !== undefined) {
+    done(null, freshen(run, request, reply, payload, state, state.validating))
     return
   }
   onMissSend(run, request, reply, payload, state).then((out) => done(null, out), (err: Error) => {
@@ -53,14 +92,75 @@ export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyRe
   })
 }
 
+/**
+ * RFC 9111 §4.3.3-§4.3.4: the origin answered the validation with 304, so the stored response is still
+ * good: its headers are updated from the 304's (Content-Length excepted), its freshness judged anew,
+ * and it answers the request (a 304 when the client's own validator matches).
+ */
+function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState, entry: CacheEntry): unknown {
+  if (isNodeStream(payload)) payload.resume() // the 304's empty body
+  const headers = { ...entry.headers }
+  const update = endToEndHeaders(reply, run.statusHeader, true)
+  for (const name in update) if (name !== 'content-length') headers[name] = update[name]
+  const newTag = reply.getHeader('etag')
+  const etag = typeof newTag === 'string' ? newTag : entry.etag
+  const get = (name: string): unknown => name === 'etag' ? (etag === '' ? undefined : etag) : headers[name]
+  const now = Date.now()
+  const freshness = httpFreshness(run, entry.status, get, request.headers.authorization !== undefined, state.requestTime, now)
+  const updated: CacheEntry = freshness === undefined
+    ? { ...entry, headers, etag }
+    : { ...entry, headers, etag, storedAt: freshness.storedAt, ttl: freshness.ttl, swr: freshness.swr, sie: freshness.sie, http: freshness.http }
+  if (run.statusHeader !== false) reply.header(run.statusHeader, 'REVALIDATED')
+  for (const name in headers) reply.header(name, headers[name])
+  if (etag !== '') reply.header('etag', etag)
+  reply.header('age', String(Math.floor((updated.http?.age ?? 0) / 1000)))
+  reply.removeHeader('content-length')
+  if (freshness === undefined) {
+    settle(run, state, undefined)
+    release(run, state)
+  } else {
+    settle(run, state, updated)
+    write(run, request, state, updated)
+  }
+  if (notModified(request.headers, etag, headers['last-modified'])) return null
+  reply.code(updated.status)
+  return updated.body
+}
+
+/** RFC 9111 §4.4: a successful unsafe request invalidates its URL and the same-origin URLs it names. */
+async function invalidate (run: RouteRun, request: FastifyRequest, reply: FastifyReply, here: string): Promise<void> {
+  const status = reply.statusCode
+  if (status < 200 || status > 399) return
+  const { ctx, route } = run
+  // every forwarded variant of this host
+  const origin = ctx.opts.keyOrigin ? here : undefined
+  const targets = new Set([request.url])
+  for (const name of ['location', 'content-location']) {
+    const value = reply.getHeader(name)
+    const text = Array.isArray(value) ? value[0] : value
+    if (typeof text !== 'string') continue
+    try {
+      const u = new URL(text, here + request.url)
+      if (`${u.protocol}//${u.host}` === new URL(here).origin) targets.add(u.pathname + u.search)
+    } catch {} // not a URL: nothing to invalidate
+  }
+  const by = variant(route.vary, request.headers, undefined)
+  const results = await Promise.allSettled([...targets].map(async (url) => await ctx.store.deleteUrl(route.base, entryRest(url, by, true), origin)))
+  for (const r of results) {
+    if (r.status === 'rejected') request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after an unsafe request failed; cached reads may be stale')
+  }
+}
+
 // RFC 5861 stale-if-error: the expired entry stands in for the handler's failure.
 function serveStale (run: RouteRun, reply: FastifyReply, entry: CacheEntry): Buffer {
-  const age = Math.floor(Math.max(0, Date.now() - entry.storedAt) / 1000)
+  const resident = Math.max(0, Date.now() - entry.storedAt)
+  const age = Math.floor((entry.http === undefined ? resident : entry.http.age + resident) / 1000)
   reply.code(entry.status)
   reply.removeHeader('content-length')
   for (const name in entry.headers) reply.header(name, entry.headers[name])
-  reply.header('cache-control', run.policy.cacheControl(run, entry, age, true))
-  reply.header('etag', entry.etag)
+  const cacheControl = run.policy.cacheControl(run, entry, age, true)
+  if (cacheControl !== undefined) reply.header('cache-control', cacheControl)
+  if (entry.etag !== '') reply.header('etag', entry.etag)
   reply.header('age', String(age))
   if (run.statusHeader !== false) reply.header(run.statusHeader, 'STALE')
   return entry.body
@@ -77,8 +177,10 @@ async function onMissSend (run: RouteRun, request: FastifyRequest, reply: Fastif
     // followers cannot share a stream: they run the handler themselves
     settle(run, state, undefined)
     release(run, state)
+    const length = request.method === 'HEAD' ? reply.getHeader('content-length') : undefined
     return teeStream(payload, run.ctx.opts.maxEntrySize, (body) => {
-      write(run, request, state, { ...entry, body, etag: etagFor(entry.etag === '' ? undefined : entry.etag, body) })
+      if (request.method === 'HEAD' && !wholeBody(body, length)) return
+      write(run, request, state, { ...entry, body, etag: run.http || entry.etag !== '' ? entry.etag : etagFor(undefined, body) })
     })
   }
   settle(run, state, entry)
@@ -102,20 +204,60 @@ async function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyRe
   const stream = isNodeStream(payload)
   const body = stream ? Buffer.alloc(0) : payloadBytes(payload)
   if (body === undefined || body.length > run.ctx.opts.maxEntrySize) return undefined
+  // Fastify's HEAD route runs the GET handler: what it answers is the GET's representation only when the
+  // body is there (a proxied HEAD comes back empty, with the GET's Content-Length)
+  if (request.method === 'HEAD' && !stream && !wholeBody(body, reply.getHeader('content-length'))) return undefined
   const handlerEtag = reply.getHeader('etag')
-  const etag = stream ? (typeof handlerEtag === 'string' ? handlerEtag : '') : etagFor(handlerEtag, body)
-  if (!stream) reply.header('etag', etag)
+  let etag: string
+  if (run.http) {
+    // the origin's validator or none: a shared cache does not invent one
+    etag = typeof handlerEtag === 'string' ? handlerEtag : ''
+    if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(etag)) return undefined
+  } else {
+    etag = stream ? (typeof handlerEtag === 'string' ? handlerEtag : '') : etagFor(handlerEtag, body)
+    if (!stream) reply.header('etag', etag)
+  }
   return {
     status: reply.statusCode,
-    headers: endToEndHeaders(reply, run.statusHeader),
+    headers: endToEndHeaders(reply, run.statusHeader, run.http),
     body,
     etag,
     storedAt: freshness.storedAt,
     ttl: freshness.ttl,
     swr: freshness.swr,
     sie: freshness.sie,
-    vary: varyValues(reply.getHeader('vary'), request)
+    vary: varyValues(reply.getHeader('vary'), request),
+    http: freshness.http
   }
+}
+
+function wholeBody (body: Buffer, contentLength: unknown): boolean {
+  return body.length > 0 && (contentLength === undefined || Number(contentLength) === body.length)
+}
+
+// Variants of one URL kept side by side under policy 'http', newest first
+const MAX_VARIANTS = 16
+
+/** The variants a key holds once `entry` is stored: the others that vary on the same names, bounded. */
+function withVariants (run: RouteRun, entry: CacheEntry, others: CacheEntry[] | undefined): CacheEntry[] {
+  const list = [entry]
+  if (others === undefined || entry.vary === undefined) return list
+  const names = Object.keys(entry.vary).sort().join()
+  let bytes = entry.body.length
+  for (const other of others) {
+    if (list.length >= MAX_VARIANTS) break
+    // an origin that changed its Vary makes the old variants unreachable: drop them
+    if (other.vary === undefined || Object.keys(other.vary).sort().join() !== names || sameVary(other.vary, entry.vary)) continue
+    bytes += other.body.length
+    if (bytes > run.ctx.opts.maxEntrySize) break
+    list.push(other)
+  }
+  return list
+}
+
+function sameVary (a: Record<string, string>, b: Record<string, string>): boolean {
+  for (const name in a) if (a[name] !== b[name]) return false
+  return true
 }
 
 function write (run: RouteRun, request: FastifyRequest, state: RequestState, entry: CacheEntry): Promise<void> | undefined {
@@ -124,7 +266,8 @@ function write (run: RouteRun, request: FastifyRequest, state: RequestState, ent
     return
   }
   const { ctx, route } = run
-  const p = ctx.store.write(state.key, route.base, encodeEntry(entry), keepFor(entry), state.generation, state.tags, state.origin)
+  const value = run.http ? encodeVariants(withVariants(run, entry, state.variants)) : encodeEntry(entry)
+  const p = ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
     .then((written) => {
       if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')
     }, (err: unknown) => {
@@ -139,14 +282,15 @@ function write (run: RouteRun, request: FastifyRequest, state: RequestState, ent
 }
 
 /** The headers of a reply worth replaying: not hop-by-hop, per-message or owned by this plugin. */
-export function endToEndHeaders (reply: FastifyReply, statusHeader: string | false): Record<string, HeaderValue> {
+export function endToEndHeaders (reply: FastifyReply, statusHeader: string | false, http = false): Record<string, HeaderValue> {
+  const skip = http ? NOT_STORED_HTTP : NOT_STORED
   const all = reply.getHeaders()
   const connection = all.connection
   const listed = typeof connection === 'string' ? connection.toLowerCase().split(',').map((s) => s.trim()) : []
   const out: Record<string, HeaderValue> = {}
   for (const name in all) {
     const value = all[name]
-    if (value === undefined || NOT_STORED.has(name) || name === statusHeader || listed.includes(name)) continue
+    if (value === undefined || skip.has(name) || name === statusHeader || listed.includes(name)) continue
     out[name] = Array.isArray(value) ? value.map(String) : String(value)
   }
   return out

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onSendHookH
 import { onSend } from './fill.js'
 import { lookup } from './lookup.js'
 import type { RouteSettings } from './options.js'
+import { httpPolicy } from './policy/http.js'
 import { ttlPolicy } from './policy/ttl.js'
 import type { HookContext, RouteRun } from './state.js'
 
@@ -18,7 +19,8 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
   const run: RouteRun = {
     ctx,
     route,
-    policy: ttlPolicy,
+    policy: route.policy === 'http' ? httpPolicy : ttlPolicy,
+    http: route.policy === 'http',
     stores,
     statusHeader: ctx.opts.statusHeader,
     isPrivate: route.private || route.varyBy !== undefined,

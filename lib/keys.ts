@@ -36,8 +36,8 @@ export class KeyBuilder {
     return namespace === undefined ? `${this.prefix}:` : `${this.prefix}:${namespace}:`
   }
 
-  entry (base: string, origin: string, url: string, variant?: string): string {
-    return entryPrefixOf(base) + origin + entryRest(url, variant)
+  entry (base: string, origin: string, url: string, variant?: string, asSent = false): string {
+    return entryPrefixOf(base) + origin + entryRest(url, variant, asSent)
   }
 
   custom (base: string, key: string): string {
@@ -69,9 +69,26 @@ export const tagSetOf = (base: string, tag: string): string => `${base}t:${tag}`
 export const originsOf = (base: string): string => base + 'o'
 export const entryPrefixOf = (base: string): string => base + 'e:GET:'
 
-/** What follows the origin in an entry key. */
-export function entryRest (url: string, variant: string | undefined): string {
-  return variant === undefined ? normalizeUrl(url) : `${normalizeUrl(url)} ${variant}`
+/**
+ * What follows the origin in an entry key. `asSent` (policy 'http'): the request target with RFC 3986
+ * normalization only, the query as sent (an origin may tell `?a=1&b=2` from `?b=2&a=1`).
+ */
+export function entryRest (url: string, variant: string | undefined, asSent = false): string {
+  const target = asSent ? normalizeTarget(url) : normalizeUrl(url)
+  return variant === undefined ? target : `${target} ${variant}`
+}
+
+const UNRESERVED_CHAR = /^[A-Za-z0-9\-._~]$/
+
+/** RFC 3986 §6.2.2: percent-encodings in upper case, unreserved characters decoded; a fragment dropped. */
+export function normalizeTarget (url: string): string {
+  const hash = url.indexOf('#')
+  const target = hash === -1 ? url : url.slice(0, hash)
+  if (!target.includes('%')) return target
+  return target.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => {
+    const c = String.fromCharCode(parseInt(hex, 16))
+    return UNRESERVED_CHAR.test(c) ? c : '%' + hex.toUpperCase()
+  })
 }
 
 // Headers a proxy sets and a handler may build URLs from (even when Fastify does not trust them).

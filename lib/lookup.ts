@@ -4,11 +4,11 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
-import { REFRESH, requestDirectives, type RequestDirectives } from './directives.js'
-import { decodeEntry, type CacheEntry } from './entry.js'
+import { REFRESH, type RequestDirectives } from './directives.js'
+import { decodeVariants, type CacheEntry } from './entry.js'
 import { prepare } from './fill.js'
-import { variant } from './keys.js'
-import { FRESH, STALE, FALLBACK } from './policy/policy.js'
+import { originOf, variant } from './keys.js'
+import { FALLBACK, FRESH, STALE, VALIDATE } from './policy/policy.js'
 import { isOwnRefresh, revalidate } from './refresh.js'
 import { keyOf, requestOrigin } from './request-key.js'
 import { acquire, follow, lead, runningFlight } from './single-flight.js'
@@ -26,18 +26,30 @@ export function lookup (run: RouteRun, request: FastifyRequest, reply: FastifyRe
 function begin (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Outcome | Promise<Outcome> {
   const { route, ctx } = run
   const headers = request.headers
-  const own = isOwnRefresh(ctx, headers)
-  const directives = own ? REFRESH : route.clientDirectives ? requestDirectives(request) : null
+  if (run.http) {
+    const method = request.method
+    // policy 'http' routes take any method: only GET and HEAD are answered from the cache
+    if (method !== 'GET' && method !== 'HEAD') return pass(request, !SAFE.has(method))
+  }
+  const own = isOwnRefresh(ctx, request)
+  let directives = own ? REFRESH : route.clientDirectives ? run.policy.request(request) : null
   // Range requests, client no-store and Authorization (RFC 9111 §3.5, unless the route keys per user)
-  // neither read nor write
-  if (headers.range !== undefined || directives?.bypass === true ||
-    (headers.authorization !== undefined && route.varyBy === undefined)) {
+  // neither read nor write; under 'http' a response to Authorization may still be stored when the
+  // origin marks it shareable (public, s-maxage, must-revalidate), but nothing stored answers it
+  if (headers.range !== undefined || directives?.bypass === true) {
     bypass(run, request, reply)
     return GO
   }
+  if (headers.authorization !== undefined && route.varyBy === undefined) {
+    if (!run.http) {
+      bypass(run, request, reply)
+      return GO
+    }
+    directives = REFRESH
+  }
   if (run.simpleKey) {
     const origin = requestOrigin(ctx.opts, request)
-    return find(run, request, reply, ctx.keys.entry(route.base, origin, request.url, variant(route.vary, headers, undefined)), origin, directives, own)
+    return find(run, request, reply, ctx.keys.entry(route.base, origin, request.url, variant(route.vary, headers, undefined), run.http), origin, directives, own)
   }
   return keyOf(run, request).then((found) => {
     if (found !== undefined) return find(run, request, reply, found.key, found.origin, directives, own)
@@ -49,6 +61,7 @@ function begin (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Ou
 function find (run: RouteRun, request: FastifyRequest, reply: FastifyReply, key: string, origin: string | undefined, directives: RequestDirectives | null, own: boolean): Outcome | Promise<Outcome> {
   const { l1, store } = run.ctx
   const state = newState(key, origin, own)
+  if (run.http) state.requestTime = Date.now()
   request[kState] = state
   const refresh = directives?.refresh === true
   const near = refresh || l1 === undefined ? undefined : l1.get(key)
@@ -73,9 +86,11 @@ function failed (request: FastifyRequest, err: unknown): Outcome {
 }
 
 function decide (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, found: Lookup, directives: RequestDirectives | null, memo: boolean): Outcome | Promise<Outcome> {
-  const entry = found.value === null ? undefined : decodeEntry(found.value, memo)
-  if (found.value !== null && entry === undefined) request.log.warn({ key: state.key }, 'fastify-http-cache: entry does not decode, replacing it')
-  if (entry !== undefined && directives?.refresh !== true && varyMatches(entry, request)) {
+  const variants = found.value === null ? undefined : decodeVariants(found.value, memo)
+  if (found.value !== null && variants === undefined) request.log.warn({ key: state.key }, 'fastify-http-cache: entry does not decode, replacing it')
+  const entry = variants === undefined ? undefined : pick(variants, request)
+  if (run.http) state.variants = variants
+  if (entry !== undefined && directives?.refresh !== true) {
     const age = Math.max(0, Date.now() - entry.storedAt)
     const reuse = run.policy.reuse(entry, age, directives)
     if (reuse === FRESH) return serve(run, request, reply, state, entry, 'HIT', age)
@@ -83,9 +98,35 @@ function decide (run: RouteRun, request: FastifyRequest, reply: FastifyReply, st
       revalidate(run.ctx, request, state.key)
       return serve(run, request, reply, state, entry, 'STALE', age)
     }
-    if (reuse === FALLBACK) state.stale = entry
+    if (reuse === FALLBACK || (reuse === VALIDATE && run.policy.standIn(entry, age))) state.stale = entry
+    if (reuse === VALIDATE && (entry.etag !== '' || entry.headers['last-modified'] !== undefined)) state.validating = entry
+  }
+  // RFC 9111 §5.2.1.7: nothing usable stored, and the client will not have the request forwarded
+  if (directives?.onlyIfCached === true) {
+    state.bypass = true
+    reply.code(504).send()
+    return SERVED
   }
   return miss(run, request, reply, state, found.generation)
+}
+
+/** The stored variant whose Vary'd request headers this request matches (RFC 9111 §4.1). */
+function pick (variants: CacheEntry[], request: FastifyRequest): CacheEntry | undefined {
+  for (let i = 0; i < variants.length; i++) if (varyMatches(variants[i], request)) return variants[i]
+  return undefined
+}
+
+// RFC 9110 §9.2.1 safe methods; every other one, known or not, invalidates on success (RFC 9111 §4.4)
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'QUERY'])
+
+/** A method the cache does not answer: straight to the handler, invalidating on success when unsafe. */
+function pass (request: FastifyRequest, unsafe: boolean): Outcome {
+  // read now: by onSend a request whose body was streamed on may have lost its socket (and protocol)
+  const state = newState('', originOf(request.protocol, request.host, {}), false)
+  state.bypass = !unsafe
+  state.unsafe = unsafe
+  request[kState] = state
+  return GO
 }
 
 function miss (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, generation: string): Outcome | Promise<Outcome> {
@@ -115,13 +156,14 @@ function bypass (run: RouteRun, request: FastifyRequest, reply: FastifyReply): v
 function serve (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, entry: CacheEntry, label: string, ageMs: number): Outcome {
   state.hit = true
   const raw = run.direct && request.raw.httpVersionMajor === 1
-  const age = Math.floor(Math.max(0, ageMs) / 1000)
+  // an 'http' entry's Age counts from its corrected initial age (RFC 9111 §4.2.3)
+  const age = Math.floor(Math.max(0, entry.http === undefined ? ageMs : entry.http.age + ageMs) / 1000)
   const cacheControl = run.policy.cacheControl(run, entry, age, false)
   if (run.statusHeader !== false) reply.header(run.statusHeader, label)
   reply.header('age', String(age))
   if (notModified(request.headers, entry.etag, entry.headers['last-modified'])) {
-    reply.header('cache-control', cacheControl)
-    reply.header('etag', entry.etag)
+    if (cacheControl !== undefined) reply.header('cache-control', cacheControl)
+    if (entry.etag !== '') reply.header('etag', entry.etag)
     for (const name of NOT_MODIFIED_HEADERS) {
       const value = entry.headers[name]
       if (value !== undefined) reply.header(name, value)
@@ -131,8 +173,8 @@ function serve (run: RouteRun, request: FastifyRequest, reply: FastifyReply, sta
   }
   const headers = entry.headers
   for (const name in headers) reply.header(name, headers[name])
-  reply.header('cache-control', cacheControl)
-  reply.header('etag', entry.etag)
+  if (cacheControl !== undefined) reply.header('cache-control', cacheControl)
+  if (entry.etag !== '') reply.header('etag', entry.etag)
   if (raw && entry.status !== 204) {
     reply.header('content-length', String(entry.body.length))
     if (end(run, reply, entry.status, entry.body)) return SERVED

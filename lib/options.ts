@@ -26,7 +26,14 @@ export interface ResolvedOptions {
   lock: LockSettings | null
   staleWhileRevalidate: number
   staleIfError: number
+  policy: CachePolicy
+  /** Heuristic freshness as a fraction of the time since Last-Modified (0: off). */
+  heuristic: number
+  /** RFC 9213 targeted field names, lower-case, in priority order. */
+  targeted: string[]
 }
+
+export type CachePolicy = 'ttl' | 'http'
 
 /** Cross-instance stampede lock: how long to wait for another instance's run, how long a lock holds (ms). */
 export interface LockSettings { wait: number, lease: number }
@@ -55,6 +62,10 @@ export interface RouteSettings {
   staleWhileRevalidate: number
   staleIfError: number
   lock: LockSettings | null
+  /** Who decides freshness: the route ('ttl') or the response's headers, as RFC 9111 says ('http'). */
+  policy: CachePolicy
+  heuristic: number
+  targeted: string[]
 }
 
 /** What a write route's `config.cache` resolves to. */
@@ -71,9 +82,9 @@ export interface WriteSettings {
 
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
   'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone', 'keyOrigin', 'maxOrigins', 'l1', 'lock',
-  'staleWhileRevalidate', 'staleIfError'])
+  'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
 const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate',
-  'lock', 'staleWhileRevalidate', 'staleIfError'])
+  'lock', 'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
 const LOCK_WAIT_MS = 3000
 const LOCK_LEASE_MS = 10_000
 const WRITE_KEYS = new Set(['evict', 'put', 'ttl', 'group', 'tags', 'namespace', 'autoInvalidate'])
@@ -136,7 +147,10 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     l1: undefined,
     lock: null,
     staleWhileRevalidate: 0,
-    staleIfError: 0
+    staleIfError: 0,
+    policy: 'ttl',
+    heuristic: 0,
+    targeted: []
   }
   if (opts.prefix !== undefined) o.prefix = assertName('prefix', opts.prefix)
   if (opts.ttl !== undefined) o.ttl = checkTtl('ttl', opts.ttl)
@@ -180,12 +194,31 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
   if (opts.lock !== undefined) o.lock = checkLock('lock', opts.lock, null)
   if (opts.staleWhileRevalidate !== undefined) o.staleWhileRevalidate = checkTtl('staleWhileRevalidate', opts.staleWhileRevalidate)
   if (opts.staleIfError !== undefined) o.staleIfError = checkTtl('staleIfError', opts.staleIfError)
+  if (opts.policy !== undefined) o.policy = checkPolicy('policy', opts.policy)
+  if (opts.heuristic !== undefined) o.heuristic = checkHeuristic('heuristic', opts.heuristic)
+  if (opts.targeted !== undefined) o.targeted = checkTargeted('targeted', opts.targeted)
   const r = opts.redis
   if (r !== undefined && typeof r !== 'string' && (r === null || typeof r !== 'object' || typeof (r as { mgetBuffer?: unknown }).mgetBuffer !== 'function')) {
     fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)
   }
   if (typeof r === 'string' && !/^rediss?:\/\//.test(r)) fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)
   return o
+}
+
+function checkPolicy (name: string, value: unknown): CachePolicy {
+  if (value !== 'ttl' && value !== 'http') fail(name, '"ttl" or "http"', value)
+  return value
+}
+
+function checkHeuristic (name: string, value: unknown): number {
+  if (value === false) return 0
+  if (typeof value !== 'number' || !(value > 0 && value <= 1)) fail(name, 'false or a fraction of the time since Last-Modified, above 0 and at most 1 (e.g. 0.1)', value)
+  return value
+}
+
+function checkTargeted (name: string, value: unknown): string[] {
+  if (!Array.isArray(value) || value.some((h) => typeof h !== 'string' || !HEADER_NAME.test(h))) fail(name, 'an array of response header names like ["CDN-Cache-Control"]', value)
+  return [...new Set(value.map((h: string) => h.toLowerCase()))]
 }
 
 function checkCount (name: string, value: unknown): number {
@@ -242,7 +275,10 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
     byPath: o.autoInvalidate,
     staleWhileRevalidate: o.staleWhileRevalidate,
     staleIfError: o.staleIfError,
-    lock: o.lock
+    lock: o.lock,
+    policy: o.policy,
+    heuristic: o.heuristic,
+    targeted: o.targeted
   }
   if (value !== true) {
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -273,6 +309,13 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
     if (v.staleWhileRevalidate !== undefined) s.staleWhileRevalidate = checkTtl(name('staleWhileRevalidate'), v.staleWhileRevalidate)
     if (v.staleIfError !== undefined) s.staleIfError = checkTtl(name('staleIfError'), v.staleIfError)
     if (v.lock !== undefined) s.lock = checkLock(name('lock'), v.lock, o.lock)
+    if (v.policy !== undefined) s.policy = checkPolicy(name('policy'), v.policy)
+    if (v.heuristic !== undefined) s.heuristic = checkHeuristic(name('heuristic'), v.heuristic)
+    if (v.targeted !== undefined) s.targeted = checkTargeted(name('targeted'), v.targeted)
+    // under 'http' the response's own headers set freshness
+    if (s.policy === 'http' && (v.ttl !== undefined || v.expires !== undefined)) {
+      throw new TypeError(`fastify-http-cache: config.cache of ${where} has policy "http": freshness comes from the response's headers, so it takes no ttl or expires`)
+    }
   }
   s.base = keys.base(s.group, s.namespace)
   return s

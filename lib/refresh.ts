@@ -10,9 +10,17 @@ export const REVALIDATE_HEADER = 'x-http-cache-revalidate'
 // A refresh copies the original request's headers, minus those that would make it answer differently.
 const NOT_REPLAYED = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'cache-control', 'pragma', 'range', 'content-length']
 
-/** Whether a request is a background refresh made by this instance. */
-export function isOwnRefresh (ctx: HookContext, headers: IncomingHttpHeaders): boolean {
-  return headers[REVALIDATE_HEADER] !== undefined && headers[REVALIDATE_HEADER] === ctx.token
+/**
+ * Whether a request is a background refresh made by this instance. The marker is taken off the request
+ * either way (Fastify's copy and the raw one), so a proxying handler never forwards it upstream.
+ */
+export function isOwnRefresh (ctx: HookContext, request: FastifyRequest): boolean {
+  const headers = request.headers
+  const mark = headers[REVALIDATE_HEADER]
+  if (mark === undefined) return false
+  delete headers[REVALIDATE_HEADER]
+  delete request.raw.headers[REVALIDATE_HEADER]
+  return mark === ctx.token
 }
 
 export function revalidate (ctx: HookContext, request: FastifyRequest, key: string): void {

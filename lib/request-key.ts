@@ -11,7 +11,7 @@ export function requestOrigin (opts: ResolvedOptions, request: FastifyRequest): 
 
 /** What follows the origin in the entry keys of a GET of `url` on this route. */
 export function entryKeyRest (route: RouteSettings, url: string, headers: Record<string, string | string[] | undefined>, by: string | undefined): string {
-  return entryRest(url, variant(route.vary, headers, by))
+  return entryRest(url, variant(route.vary, headers, by), route.policy === 'http')
 }
 
 // A user id may be a number; anything else (undefined, objects) would merge users: not cached.
@@ -32,7 +32,7 @@ export async function keyOf (run: RouteRun, request: FastifyRequest): Promise<{ 
     if (route.key !== undefined) return { key: keys.custom(route.base, customKey(await route.key(request))), origin: undefined }
     const origin = requestOrigin(opts, request)
     const by = route.varyBy === undefined ? undefined : varyByValue(await route.varyBy(request))
-    return { key: keys.entry(route.base, origin, request.url, variant(route.vary, request.headers, by)), origin }
+    return { key: keys.entry(route.base, origin, request.url, variant(route.vary, request.headers, by), route.policy === 'http'), origin }
   } catch (err) {
     request.log.warn({ err }, 'fastify-http-cache: could not build the key, response not cached')
     return undefined

@@ -36,6 +36,16 @@ export interface RequestState {
   lock: string | undefined
   /** A background refresh of this instance: nobody waits for its response, so it waits for its write. */
   own: boolean
+  /** Policy 'http': when the lookup ran (the request time of RFC 9111 §4.2.3). */
+  requestTime: number
+  /** Policy 'http': the stored entry the handler was asked to validate (its validators sent along). */
+  validating: CacheEntry | undefined
+  /** The client's own conditional headers, set aside while the entry's validators stand in for them. */
+  conditional: { inm: string | string[] | undefined, ims: string | string[] | undefined } | undefined
+  /** Policy 'http': the other variants stored under the key (Vary), kept when this response is stored. */
+  variants: CacheEntry[] | undefined
+  /** Policy 'http': an unsafe method, whose success invalidates its URL (RFC 9111 §4.4). */
+  unsafe: boolean
 }
 
 declare module 'fastify' {
@@ -45,7 +55,25 @@ declare module 'fastify' {
 }
 
 export function newState (key: string, origin: string | undefined, own: boolean): RequestState {
-  return { key, origin, tags: [], generation: undefined, hit: false, bypass: false, stale: undefined, flight: undefined, flightKey: '', lock: undefined, own }
+  const state: RequestState = {
+    key,
+    origin,
+    tags: [],
+    generation: undefined,
+    hit: false,
+    bypass: false,
+    stale: undefined,
+    flight: undefined,
+    flightKey: '',
+    lock: undefined,
+    own,
+    requestTime: 0,
+    validating: undefined,
+    conditional: undefined,
+    variants: undefined,
+    unsafe: false
+  }
+  return state
 }
 
 /** The plugin's side of every cached route. */
@@ -72,6 +100,8 @@ export interface RouteRun {
   ctx: HookContext
   route: RouteSettings
   policy: Policy
+  /** Policy 'http' (any method, keys as sent, variants side by side). */
+  http: boolean
   /** Whether this route's misses are stored (GET, and Fastify's own HEAD route of a GET). */
   stores: boolean
   statusHeader: string | false

@@ -48,6 +48,22 @@ export interface HttpCacheOptions {
   staleWhileRevalidate?: number
   /** Default of the routes' `staleIfError`, in seconds. Default 0. */
   staleIfError?: number
+  /**
+   * Who decides freshness. `'ttl'` (default): the route's `ttl`, and the cache's own Cache-Control goes
+   * downstream. `'http'`: the response's headers, as an RFC 9111 shared cache (gateways, handlers that
+   * send their own Cache-Control); such routes may take any method and unsafe ones invalidate.
+   */
+  policy?: 'ttl' | 'http'
+  /**
+   * Under `policy: 'http'`: heuristic freshness (RFC 9111 §4.2.2) as a fraction of the time since
+   * Last-Modified, for heuristically cacheable statuses without explicit freshness. Default false.
+   */
+  heuristic?: false | number
+  /**
+   * Under `policy: 'http'`: RFC 9213 targeted fields in priority order, e.g. `['CDN-Cache-Control']`; the
+   * first valid one present replaces Cache-Control and Expires for this cache's decisions. Default [].
+   */
+  targeted?: string[]
 }
 
 /** Cross-instance stampede lock. */
@@ -97,6 +113,12 @@ export interface RouteCacheOptions {
    * instances sharing a Redis wait for one another (bounded, then the handler runs anyway).
    */
   lock?: boolean | LockOptions
+  /** Override the plugin's `policy` for this route (`'http'` takes no `ttl` or `expires`). */
+  policy?: 'ttl' | 'http'
+  /** Override the plugin's `heuristic` for this route. */
+  heuristic?: false | number
+  /** Override the plugin's `targeted` for this route. */
+  targeted?: string[]
 }
 
 /** Options of a write route (POST, PUT, PATCH, DELETE): `config: { cache: WriteCacheOptions }`. */

@@ -41,6 +41,9 @@ export function varyMatches (entry: CacheEntry, request: FastifyRequest): boolea
   return true
 }
 
+// RFC 9111 §4.1: header lines combined into one list, whitespace around its commas not significant
 function headerText (value: string | string[] | undefined): string {
-  return value === undefined ? '' : Array.isArray(value) ? value.join(', ') : value
+  if (value === undefined) return ''
+  const text = Array.isArray(value) ? value.join(',') : value
+  return text.includes(',') || text.includes(' ') ? text.trim().replace(/[ \t]*,[ \t]*/g, ',') : text
 }

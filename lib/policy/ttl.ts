@@ -1,7 +1,7 @@
 // policy: 'ttl' — the route decides. Its ttl (or expires) sets freshness, the handler's Cache-Control
 // only forbids storing (no-store, private) or sets the stale windows, and what goes downstream is the
 // cache's own Cache-Control, counting down.
-import { cacheControlFor, responseDirectives } from '../directives.js'
+import { cacheControlFor, requestDirectives, responseDirectives } from '../directives.js'
 import { isFresh } from '../entry.js'
 import { httpDate } from '../expiry.js'
 import { ttlFor } from '../options.js'
@@ -9,6 +9,8 @@ import { applyVary } from '../vary.js'
 import { FALLBACK, FRESH, MISS, STALE, type Policy } from './policy.js'
 
 export const ttlPolicy: Policy = {
+  request: requestDirectives,
+
   reuse (entry, age, directives) {
     const maxAge = directives?.maxAge
     const acceptable = maxAge == null || age <= maxAge * 1000
@@ -16,6 +18,10 @@ export const ttlPolicy: Policy = {
     // RFC 5861: answer now with the expired entry, refresh it behind this response
     if (age < entry.ttl + entry.swr && acceptable) return STALE
     return age < entry.ttl + entry.sie ? FALLBACK : MISS
+  },
+
+  standIn (entry, age) {
+    return age < entry.ttl + entry.sie
   },
 
   async storage (run, request, reply) {
