@@ -56,9 +56,6 @@ const VERSION = 2
 // Under policy 'http' a key holds every variant of its URL (Vary), newest first
 const VARIANTS = 3
 
-// Stores that hand back the very same Buffer (memory, L1) decode it once.
-const decoded = new WeakMap<Buffer, CacheEntry>()
-
 /** A positional array: no field names stored per entry, and the cheapest shape to decode. */
 export function encodeEntry (e: CacheEntry): Buffer {
   return packr.pack([VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null])
@@ -69,6 +66,7 @@ export function encodeVariants (list: readonly CacheEntry[]): Buffer {
   return packr.pack([VARIANTS, list.map((e) => [e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null, e.http?.age ?? 0, e.http?.flags ?? 0])])
 }
 
+// Stores that hand back the very same Buffer (memory, L1) decode it once.
 const decodedList = new WeakMap<Buffer, CacheEntry[]>()
 
 /**
@@ -113,44 +111,6 @@ function fromFields (a: unknown[], at: number, http: boolean): CacheEntry | unde
     (vary !== null && !validVary(vary)) || (http && (!isTime(age) || !Number.isInteger(flags)))) {
     return undefined
   }
-  return {
-    status: status as number,
-    headers: headers as Record<string, HeaderValue>,
-    body,
-    etag,
-    storedAt: storedAt as number,
-    ttl: ttl as number,
-    swr: swr as number,
-    sie: sie as number,
-    vary: vary === null ? undefined : vary as Record<string, string>,
-    http: http ? { age: age as number, flags: flags as number } : undefined
-  }
-}
-
-/**
- * Decodes bytes from the store; anything that is not one of our entries reads as a miss (undefined).
- * `memo`: the store returns the same Buffer on every hit, so the decoded entry is kept with it.
- */
-export function decodeEntry (bytes: Buffer, memo = false): CacheEntry | undefined {
-  if (memo) {
-    const known = decoded.get(bytes)
-    if (known !== undefined) return known
-  }
-  let a: unknown[]
-  try {
-    a = packr.unpack(bytes)
-  } catch {
-    return undefined
-  }
-  if (!Array.isArray(a) || a.length !== 10 || a[0] !== VERSION) return undefined
-  const [, status, storedAt, ttl, swr, sie, etag, headers, body, vary] = a
-  if (!Number.isInteger(status) || (status as number) < 200 || (status as number) > 299 ||
-    !Buffer.isBuffer(body) || typeof etag !== 'string' || !FIELD_VALUE.test(etag) ||
-    !isTime(storedAt) || !isTime(ttl) || !isTime(swr) || !isTime(sie) ||
-    headers === null || typeof headers !== 'object' || !validHeaders(headers as Record<string, unknown>) ||
-    (vary !== null && !validVary(vary))) {
-    return undefined
-  }
   const e: CacheEntry = {
     status: status as number,
     headers: headers as Record<string, HeaderValue>,
@@ -162,8 +122,17 @@ export function decodeEntry (bytes: Buffer, memo = false): CacheEntry | undefine
     sie: sie as number,
     vary: vary === null ? undefined : vary as Record<string, string>
   }
-  if (memo) decoded.set(bytes, e)
+  if (http) e.http = { age: age as number, flags: flags as number }
   return e
+}
+
+/**
+ * Decodes bytes from the store into its (first) entry; anything that is not one of our entries reads
+ * as a miss (undefined). `memo`: the store returns the same Buffer on every hit, so the decoded entry
+ * is kept with it.
+ */
+export function decodeEntry (bytes: Buffer, memo = false): CacheEntry | undefined {
+  return decodeVariants(bytes, memo)?.[0]
 }
 
 const isTime = (n: unknown): boolean => typeof n === 'number' && n >= 0 && Number.isFinite(n)
@@ -179,8 +148,11 @@ export const NOT_STORED = new Set(['connection', 'keep-alive', 'proxy-connection
   'trailer', 'proxy-authenticate', 'proxy-authorization', 'date', 'content-length', 'set-cookie', 'age',
   'cache-control', 'etag'])
 /** Under policy 'http' the origin's Cache-Control, Date and Expires are part of what is replayed. */
-export const NOT_STORED_HTTP = new Set([...NOT_STORED].filter((name) => name !== 'cache-control' && name !== 'date' && name !== 'expires'))
+export const NOT_STORED_HTTP = new Set([...NOT_STORED].filter((name) => name !== 'cache-control' && name !== 'date'))
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+/** Whether a header value is one Node sends as it is (no CR, LF or other controls). */
+export const isFieldValue = (value: string): boolean => FIELD_VALUE.test(value)
 
 // Replaying a header Node refuses would turn a HIT into a 500: such an entry is not ours.
 function validHeaders (headers: Record<string, unknown>, http = false): boolean {

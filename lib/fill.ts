@@ -4,7 +4,7 @@
 // answered with the expired entry instead.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { notModified } from './conditional.js'
-import { encodeEntry, encodeVariants, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
+import { encodeEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
 import { entryRest, variant } from './keys.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
 import { httpFreshness } from './policy/http.js'
@@ -212,7 +212,7 @@ async function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyRe
   if (run.http) {
     // the origin's validator or none: a shared cache does not invent one
     etag = typeof handlerEtag === 'string' ? handlerEtag : ''
-    if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(etag)) return undefined
+    if (!isFieldValue(etag)) return undefined
   } else {
     etag = stream ? (typeof handlerEtag === 'string' ? handlerEtag : '') : etagFor(handlerEtag, body)
     if (!stream) reply.header('etag', etag)

@@ -3,18 +3,11 @@ import Fastify from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import httpCache from '../index.js'
 import { backends, registerError, routeError } from './helpers/app.js'
+import { clock } from './helpers/clock.js'
 import { dateIn, startGateway, startUpstream } from './helpers/upstream.js'
 
 // policy: 'http' (RFC 9111 shared cache) with a real origin server behind a real Fastify gateway
 // (@fastify/reply-from): the origin's headers decide, every request that reaches it is counted.
-
-function clock (t: { teardown: (fn: () => void) => void }): { advance: (ms: number) => void } {
-  const real = Date.now
-  let offset = 0
-  Date.now = () => real() + offset
-  t.teardown(() => { Date.now = real })
-  return { advance: (ms) => { offset += ms } }
-}
 
 for (const backend of backends(t)) {
   t.test(backend.name, async (t) => {

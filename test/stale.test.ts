@@ -2,17 +2,10 @@ import t from 'tap'
 import { backends, build } from './helpers/app.js'
 import { deferred } from './helpers/gate.js'
 import { until } from './helpers/until.js'
+import { clock } from './helpers/clock.js'
 
 // Stale serving (RFC 5861): stale-while-revalidate and stale-if-error, from route options or the
 // handler's own Cache-Control. Freshness is judged with Date.now(), which the tests move forward.
-
-function clock (t: { teardown: (fn: () => void) => void }): { advance: (ms: number) => void } {
-  const real = Date.now
-  let offset = 0
-  Date.now = () => real() + offset
-  t.teardown(() => { Date.now = real })
-  return { advance: (ms) => { offset += ms } }
-}
 
 for (const backend of backends(t)) {
   t.test(backend.name, async (t) => {
