@@ -314,3 +314,22 @@ t.test('onEvictError must be \'ignore\' or \'fail\'', async (t) => {
   t.teardown(() => app.close())
   await t.rejects(async () => { await app.register(httpCache, { onEvictError: 'retry' as 'fail' }) }, /onEvictError/)
 })
+
+// The writer's replay waits for its breaker: a connection that came back is probed at once, so the
+// evictions it failed reach Redis (and other instances stop serving what they cover) without waiting out
+// the cooldown.
+t.test('a connection that drops and comes back is probed at once, not after the breaker\'s cooldown', async (t) => {
+  const proxy = await startFaultProxy(t, server)
+  const client = server.client({ host: proxy.host, port: proxy.port })
+  const r = await rig(t, { timeout: 100 }, client)
+  await r.get('/alpha/1')
+  await until('the entry is stored', async () => (await r.redis.keys(`${r.prefix}:{alpha}:e:*`)).length === 1)
+  proxy.refuse()
+  proxy.cut()
+  await until('the client sees the drop', () => client.status !== 'ready')
+  for (let i = 0; i < 3; i++) t.equal((await r.get('/alpha/1')).cache, 'MISS')
+  t.ok(r.logs.some((l) => /Redis failing/.test(l.msg)), 'the breaker opened')
+  proxy.refuse(false)
+  await until('the client is back', () => client.status === 'ready')
+  t.equal((await r.get('/alpha/1')).cache, 'HIT', 'the first request once it is back was let through')
+})
