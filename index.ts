@@ -9,6 +9,7 @@ import { L1, subscribe } from './lib/l1.js'
 import { resolveOptions, resolveRoute, resolveWriteRoute, type ResolvedOptions } from './lib/options.js'
 import { createWriteHook } from './lib/invalidation.js'
 import { MemoryStore } from './lib/stores/memory.js'
+import { PendingStore } from './lib/stores/pending.js'
 import { RedisStore } from './lib/stores/redis.js'
 import type { Store } from './lib/stores/store.js'
 import type * as types from './lib/types.js'
@@ -19,10 +20,15 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOptions): Promise<void> {
   const opts = resolveOptions(options)
   const keys = new KeyBuilder(opts.prefix)
-  const store = await createStore(fastify, options.redis, keys, opts)
-  const redis = store instanceof RedisStore ? store : undefined
+  const own = await createStore(fastify, options.redis, keys, opts)
+  const redis = own instanceof RedisStore ? own : undefined
   // the memory store is in process already: an L1 only makes sense in front of Redis
   const l1 = redis !== undefined && opts.l1 !== undefined ? new L1(opts.l1.maxBytes, opts.l1.ttlMs) : undefined
+  // a Redis eviction can fail (an outage): kept and replayed before what it covers is served again.
+  // Memory evictions cannot fail.
+  const store = redis === undefined
+    ? own
+    : new PendingStore(own, { log: fastify.log, everything: keys.namespaceStart(undefined), kept: l1 === undefined ? undefined : (what) => l1.apply(what) })
   const ctx: HookContext = {
     opts,
     store,

@@ -5,6 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { notModified } from './conditional.js'
 import { encodeEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
+import { evictionFailed } from './evict-error.js'
 import { entryRest, variant } from './keys.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
 import { httpFreshness } from './policy/http.js'
@@ -70,7 +71,9 @@ export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyRe
     return
   }
   if (state.unsafe) {
-    invalidate(run, request, reply, state.origin as string).then(() => done(null, payload), () => done(null, payload))
+    invalidate(run, request, reply, state.origin as string).then((failed) => {
+      done(null, failed && run.ctx.opts.onEvictError === 'fail' ? evictionFailed(reply, payload) : payload)
+    }, () => done(null, payload))
     return
   }
   restoreConditional(request, state)
@@ -127,10 +130,13 @@ function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
   return updated.body
 }
 
-/** RFC 9111 §4.4: a successful unsafe request invalidates its URL and the same-origin URLs it names. */
-async function invalidate (run: RouteRun, request: FastifyRequest, reply: FastifyReply, here: string): Promise<void> {
+/**
+ * RFC 9111 §4.4: a successful unsafe request invalidates its URL and the same-origin URLs it names.
+ * Resolves true when an invalidation failed.
+ */
+async function invalidate (run: RouteRun, request: FastifyRequest, reply: FastifyReply, here: string): Promise<boolean> {
   const status = reply.statusCode
-  if (status < 200 || status > 399) return
+  if (status < 200 || status > 399) return false
   const { ctx, route } = run
   // every forwarded variant of this host
   const origin = ctx.opts.keyOrigin ? here : undefined
@@ -146,9 +152,14 @@ async function invalidate (run: RouteRun, request: FastifyRequest, reply: Fastif
   }
   const by = variant(route.vary, request.headers, undefined)
   const results = await Promise.allSettled([...targets].map(async (url) => await ctx.store.deleteUrl(route.base, entryRest(url, by, true), origin)))
+  let failed = false
   for (const r of results) {
-    if (r.status === 'rejected') request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after an unsafe request failed; cached reads may be stale')
+    if (r.status === 'rejected') {
+      failed = true
+      request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after an unsafe request failed; what it covers is not served until it is replayed')
+    }
   }
+  return failed
 }
 
 // RFC 5861 stale-if-error: the expired entry stands in for the handler's failure.

@@ -43,6 +43,7 @@ export class Guard {
   private failures = 0
   private openUntil = 0
   private probing = false
+  private dropped = false
   private lastWarned = -Infinity
   private readonly threshold: number
   private readonly cooldown: number
@@ -66,12 +67,13 @@ export class Guard {
     // performance.now() is monotonic: a wall clock set back would break the FIFO order of deadlines
     const now = performance.now()
     if (this.openUntil !== 0) {
-      if (this.probing || now < this.openUntil) {
+      if (this.probing || (now < this.openUntil && !this.reconnected())) {
         return Promise.reject(new StoreUnavailableError('fastify-http-cache: Redis circuit open'))
       }
       this.probing = true
     }
     if (!this.opts.isReady()) {
+      this.dropped = true
       const err = new StoreUnavailableError('fastify-http-cache: Redis connection not ready')
       this.failed(err)
       return Promise.reject(err)
@@ -102,6 +104,14 @@ export class Guard {
         failed(err as Error) // a client that throws instead of rejecting
       }
     })
+  }
+
+  // A connection seen down and ready again: probe now rather than after the cooldown, so evictions that
+  // failed meanwhile are replayed (and caching resumes) as soon as Redis is back.
+  private reconnected (): boolean {
+    if (!this.dropped || !this.opts.isReady()) return false
+    this.dropped = false
+    return true
   }
 
   private arm (ms: number): NodeJS.Timeout {

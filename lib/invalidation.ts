@@ -8,6 +8,7 @@ import { httpDate } from './expiry.js'
 import { ancestors, entryPrefixOf, entryRest, pathOf } from './keys.js'
 import { ttlFor, type WriteSettings } from './options.js'
 import { etagFor, payloadBytes } from './payload.js'
+import { evictionFailed } from './evict-error.js'
 
 // What a write-through entry keeps of the write's response: a GET of the resource answers with the
 // representation, not with the write's Location, cookies or status.
@@ -31,21 +32,26 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     } catch (err) {
       evictions.push(Promise.reject(err))
     }
-    report(request, await Promise.allSettled(evictions))
+    const evicted = { failed: report(request, await Promise.allSettled(evictions)) }
     // after the evictions, which could otherwise drop the entry written through
-    if (w.self || w.put !== null) report(request, await Promise.allSettled([dropAndPut(request, reply, payload)]))
-    return payload
+    if (w.self || w.put !== null) report(request, await Promise.allSettled([dropAndPut(request, reply, payload, evicted)]))
+    return evicted.failed && opts.onEvictError === 'fail' ? evictionFailed(reply, payload) : payload
   }
 
-  function report (request: FastifyRequest, results: Array<PromiseSettledResult<unknown>>): void {
+  /** Logs the failures; true when there was one. */
+  function report (request: FastifyRequest, results: Array<PromiseSettledResult<unknown>>): boolean {
+    let failed = false
     for (const r of results) {
       if (r.status === 'rejected') {
-        request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after a write failed; cached reads may be stale until their ttl')
+        failed = true
+        request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after a write failed; what it covers is not served until it is replayed')
       }
     }
+    return failed
   }
 
-  async function dropAndPut (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {
+  async function dropAndPut (request: FastifyRequest, reply: FastifyReply, payload: unknown, evicted: { failed: boolean }): Promise<void> {
+    const dropping = (err: unknown): never => { evicted.failed = true; throw err }
     const read = routes.settingsOf(request.url)
     const base = w.put?.group !== undefined ? keys.base(w.put.group, w.namespace) : read?.base ?? keys.base(opts.defaultGroup, w.namespace)
     // delete first: it moves the group's generation, so a GET miss still holding older data cannot
@@ -55,11 +61,11 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     let origin: string | undefined
     if (read?.key !== undefined) {
       key = keys.custom(base, await read.key(request))
-      await store.delete(key, base)
+      await store.delete(key, base).catch(dropping)
     } else {
       const by = read?.varyBy === undefined ? undefined : varyByValue(await read.varyBy(request))
       const rest = read === undefined ? entryRest(request.url, undefined) : entryKeyRest(read, request.url, request.headers, by)
-      await store.deleteUrl(base, rest)
+      await store.deleteUrl(base, rest).catch(dropping)
       origin = requestOrigin(opts, request)
       key = entryPrefixOf(base) + origin + rest
     }

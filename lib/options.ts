@@ -31,6 +31,8 @@ export interface ResolvedOptions {
   heuristic: number
   /** RFC 9213 targeted field names, lower-case, in priority order. */
   targeted: string[]
+  /** What a write whose eviction failed answers: its own response ('ignore') or a 503 ('fail'). */
+  onEvictError: 'ignore' | 'fail'
 }
 
 export type CachePolicy = 'ttl' | 'http'
@@ -82,7 +84,7 @@ export interface WriteSettings {
 
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
   'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone', 'keyOrigin', 'maxOrigins', 'l1', 'lock',
-  'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
+  'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted', 'onEvictError'])
 const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate',
   'lock', 'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
 const LOCK_WAIT_MS = 3000
@@ -150,7 +152,8 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     staleIfError: 0,
     policy: 'ttl',
     heuristic: 0,
-    targeted: []
+    targeted: [],
+    onEvictError: 'ignore'
   }
   if (opts.prefix !== undefined) o.prefix = assertName('prefix', opts.prefix)
   if (opts.ttl !== undefined) o.ttl = checkTtl('ttl', opts.ttl)
@@ -197,6 +200,10 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
   if (opts.policy !== undefined) o.policy = checkPolicy('policy', opts.policy)
   if (opts.heuristic !== undefined) o.heuristic = checkHeuristic('heuristic', opts.heuristic)
   if (opts.targeted !== undefined) o.targeted = checkTargeted('targeted', opts.targeted)
+  if (opts.onEvictError !== undefined) {
+    if (opts.onEvictError !== 'ignore' && opts.onEvictError !== 'fail') fail('onEvictError', '"ignore" or "fail"', opts.onEvictError)
+    o.onEvictError = opts.onEvictError
+  }
   const r = opts.redis
   if (r !== undefined && typeof r !== 'string' && (r === null || typeof r !== 'object' || typeof (r as { mgetBuffer?: unknown }).mgetBuffer !== 'function')) {
     fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)

@@ -27,6 +27,12 @@ export interface HttpCacheOptions {
   routeNamespaces?: 'join' | 'replace'
   /** A successful write evicts cached GETs of its path and of every parent path. Default false. */
   autoInvalidate?: boolean
+  /**
+   * A write (a write route, or an unsafe request under `policy: 'http'`) whose eviction failed: `'ignore'`
+   * (default) answers its own response and logs the failure, `'fail'` answers 503. Either way the eviction
+   * is kept and replayed once the store answers, and what it covers is not served until then.
+   */
+  onEvictError?: 'ignore' | 'fail'
   /** IANA time zone of `expires: 'endOfDay' | 'endOfWeek'`. Default `UTC`. */
   timezone?: string
   /**

@@ -5,8 +5,13 @@
 //   - a Fastify app (its own process, node --expose-gc) with cached GET routes in two groups (alpha, beta;
 //     one with a 1 s ttl) and POST routes that evict a group (config: { cache: { evict: 'alpha' } })
 //   - SOAK_CONCURRENCY (20) client loops over keep-alive HTTP, 0.5% of requests evicting writes (SOAK_WRITE_PERCENT)
+//   - a second instance of the app on the same Redis, read by SOAK_CONCURRENCY / 2 loops of GETs only: it
+//     never hears of the writes but through Redis
 //   - every ~15 s (a quarter of the run when it is shorter) Redis is SIGKILLed and started again on the
 //     same port; once, instead, it is SIGSTOPped for ~1 s and SIGCONTed
+// Stale HITs (a HIT computed before a write to its group that had answered before the read was sent) are
+// counted on both: the writer must serve none (an eviction that failed is replayed before it serves what it
+// covers); the second instance none later than 1 s after Redis is back.
 // Prints requests served, errors (any non-2xx or socket error: must be 0, else exit code 1), latency
 // p50/p99/max, the hit ratio, per phase between faults too, and the server's heap used (after gc()) before
 // and after the run. SOAK_SECONDS (60) sets the length; SOAK_L1=1 adds the in-process tier
@@ -166,10 +171,9 @@ function pick (writePercent) {
  * `concurrency` loops of requests until `until()` says stop; every answer goes to `record`, every HIT that
  * predates a write its client could know of to `stale` (the write's eviction did not happen).
  */
-async function runLoad ({ port, concurrency, writePercent, until, record, stale, t0 }) {
+async function runLoad ({ port, concurrency, writePercent, until, record, stale, t0, written = { alpha: 0, beta: 0 } }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
-  // per group: the latest start (epoch ms) of a write that has answered 2xx
-  const written = { alpha: 0, beta: 0 }
+  // per group: the latest start (epoch ms) of a write that has answered 2xx (shared by the instances' loads)
   const loop = async () => {
     while (!until()) {
       const [method, url, body] = pick(writePercent)
@@ -235,17 +239,24 @@ async function main () {
   const redisPort = await freePort()
   let redis = await startRedisServer({ port: redisPort })
   const server = await startServer(redisPort)
+  const second = await startServer(redisPort)
+  const readers = Math.max(1, Math.floor(concurrency / 2))
   const stopAll = async () => {
-    server.child.stdin.end()
-    await new Promise((resolve) => server.child.exitCode !== null ? resolve() : server.child.once('exit', resolve))
+    for (const { child } of [server, second]) {
+      child.stdin.end()
+      await new Promise((resolve) => child.exitCode !== null ? resolve() : child.once('exit', resolve))
+    }
     await killRedis(redis)
   }
   try {
     // warm-up: code paths compiled and caches filled before the first heap figure
-    log(`warm-up 3 s, then ${seconds} s of load with ${concurrency} clients; Redis on port ${redisPort}`)
+    log(`warm-up 3 s, then ${seconds} s of load with ${concurrency} clients on the writer and ${readers} on the second instance; Redis on port ${redisPort}`)
     let t0 = Date.now()
     const warm = new Recorder()
-    await runLoad({ port: server.port, concurrency, writePercent, until: () => Date.now() - t0 > 3000, record: (...a) => warm.record(...a), t0 })
+    await Promise.all([
+      runLoad({ port: server.port, concurrency, writePercent, until: () => Date.now() - t0 > 3000, record: (...a) => warm.record(...a), t0 }),
+      runLoad({ port: second.port, concurrency: readers, writePercent: 0, until: () => Date.now() - t0 > 3000, record: () => {}, t0 })
+    ])
     const heapBefore = (await getJson(server.port, '/soak/heap')).heapUsed
     const statsBefore = await getJson(server.port, '/soak/stats')
 
@@ -266,7 +277,23 @@ async function main () {
       phase.rec.recordStale(what, at, age)
       if (phase.ended === undefined || at < phase.ended) phase.staleDuring = (phase.staleDuring ?? 0) + 1
     }
-    const load = runLoad({ port: server.port, concurrency, writePercent, until: () => done, record, stale, t0 })
+    const written = { alpha: 0, beta: 0 }
+    const load = runLoad({ port: server.port, concurrency, writePercent, until: () => done, record, stale, t0, written })
+    // the second instance: its stale HITs by how long after Redis was back they were served
+    const other = new Recorder()
+    const staleOther = (what, at, age) => {
+      other.recordStale(what, at, age)
+      const phase = phases[phases.length - 1]
+      phase.staleOther = (phase.staleOther ?? 0) + 1
+      if (phase.ended !== undefined && at >= phase.ended) phase.lateOther = Math.max(phase.lateOther ?? 0, at - phase.ended)
+      else phase.staleOtherDuring = (phase.staleOtherDuring ?? 0) + 1
+    }
+    const recordOther = (what, ms, at, status, xcache, err) => {
+      other.record(what, ms, at, status, xcache, err)
+      const phase = phases[phases.length - 1]
+      phase.otherErrors = (phase.otherErrors ?? 0) + (err !== undefined || status < 200 || status > 299 ? 1 : 0)
+    }
+    const loadOther = runLoad({ port: second.port, concurrency: readers, writePercent: 0, until: () => done, record: recordOther, stale: staleOther, t0, written })
 
     // the faults, one every `every` ms: kill and restart, once stop and continue instead (the second)
     let stopped = false
@@ -295,41 +322,48 @@ async function main () {
     }
     await sleep(Math.max(0, t0 + seconds * 1000 - Date.now()))
     done = true
-    await load
+    await Promise.all([load, loadOther])
     const elapsed = (Date.now() - t0) / 1000
     await sleep(500) // writes the plugin makes after answering
     const heapAfter = (await getJson(server.port, '/soak/heap')).heapUsed
     const stats = await getJson(server.port, '/soak/stats')
 
     const s = total.summary()
+    const so = other.summary()
     const m = machine()
     console.log(`\nfastify-http-cache soak: ${seconds} s, ${concurrency} concurrent clients (keep-alive), ${writePercent}% evicting writes, Redis timeout 100 ms` +
       (process.env.SOAK_L1 === '1' ? ', L1 tier on' : ''))
     console.log(describeMachine(m))
     console.log('\nfaults:')
     for (const f of faults) console.log(`  ${f}`)
-    console.log('\n| phase | from s | requests | errors | stale HITs (during the fault) | hit ratio | first HIT once Redis is back, ms | p50 ms | p99 ms | max ms |')
-    console.log('|-------|-------:|---------:|-------:|------------------------------:|----------:|---------------------------------:|-------:|-------:|-------:|')
+    console.log('\n| phase | from s | requests | errors | stale HITs (during the fault) | hit ratio | first HIT once Redis is back, ms | p50 ms | p99 ms | max ms | second instance: errors, stale HITs (during), latest after Redis back ms |')
+    console.log('|-------|-------:|---------:|-------:|------------------------------:|----------:|---------------------------------:|-------:|-------:|-------:|-------------------------------------------------------------------------:|')
     for (const p of phases) {
       const ps = p.rec.summary()
       const back = p.ended === undefined ? '-' : p.firstHit === undefined ? 'none' : String(p.firstHit)
       console.log(`| ${p.name} | ${(p.from / 1000).toFixed(1)} | ${ps.requests} | ${ps.errors} | ${ps.stale} (${p.staleDuring ?? 0}) | ` +
-        `${Number.isNaN(ps.hitRatio) ? '-' : (ps.hitRatio * 100).toFixed(1) + '%'} | ${back} | ${fmt(ps.p50)} | ${fmt(ps.p99)} | ${fmt(ps.max.ms)} |`)
+        `${Number.isNaN(ps.hitRatio) ? '-' : (ps.hitRatio * 100).toFixed(1) + '%'} | ${back} | ${fmt(ps.p50)} | ${fmt(ps.p99)} | ${fmt(ps.max.ms)} | ` +
+        `${p.otherErrors ?? 0}, ${p.staleOther ?? 0} (${p.staleOtherDuring ?? 0}), ${p.lateOther === undefined ? '-' : p.lateOther} |`)
     }
     console.log(`\nrequests served: ${s.requests} (${Math.round(s.requests / elapsed)}/s; GET ${s.kinds.GET ?? 0}, POST ${s.kinds.POST ?? 0})`)
     console.log(`errors (non-2xx or socket errors): ${s.errors}`)
     for (const e of total.errorSamples) console.log(`  ${e}`)
     console.log(`latency: p50 ${fmt(s.p50)} ms, p99 ${fmt(s.p99)} ms, max ${fmt(s.max.ms)} ms (${s.max.what} at ${(s.max.at / 1000).toFixed(1)} s)`)
-    console.log(`stale HITs (served after a write to their group had answered, computed before it started): ${s.stale}` +
-      (s.stale > 0 ? ' — entries that outlived a write whose eviction failed (documented: the failure is logged, the write still answers 2xx)' : ''))
+    console.log(`stale HITs on the writer (served after a write to their group had answered, computed before it started): ${s.stale} (goal 0)`)
     for (const e of total.staleSamples) console.log(`  ${e}`)
+    const late = Math.max(0, ...phases.map((p) => p.lateOther ?? 0))
+    const lateCount = phases.reduce((n, p) => n + (p.staleOther ?? 0) - (p.staleOtherDuring ?? 0), 0)
+    console.log(`second instance: ${so.requests} GETs, errors ${so.errors}, hit ratio ${(so.hitRatio * 100).toFixed(1)}%, stale HITs ${so.stale} ` +
+      `(${lateCount} once Redis was back, the latest ${lateCount === 0 ? '-' : late} ms after; goal: none later than 1000 ms)`)
+    for (const e of other.staleSamples) console.log(`  ${e}`)
+    for (const e of other.errorSamples) console.log(`  ${e}`)
     console.log(`hit ratio of GETs: ${(s.hitRatio * 100).toFixed(1)}% (${Object.entries(s.xcache).map(([k, v]) => `${k} ${v}`).join(', ')})`)
     console.log(`handler runs: GET ${stats.runs.get - statsBefore.runs.get}, POST ${stats.runs.post - statsBefore.runs.post}`)
     console.log(`server heap used after gc(): before ${mb(heapBefore)}, after ${mb(heapAfter)} (${heapAfter >= heapBefore ? '+' : ''}${mb(heapAfter - heapBefore)})`)
     console.log(`server log lines (whole run): ${Object.entries(stats.logs.counts).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`)
     for (const line of stats.logs.first) console.log(`  ${line}`)
-    if (s.errors > 0) {
-      console.log(`\nFAILED: ${s.errors} requests failed; a Redis outage must never fail a request`)
+    if (s.errors + so.errors > 0) {
+      console.log(`\nFAILED: ${s.errors + so.errors} requests failed; a Redis outage must never fail a request`)
       process.exitCode = 1
     } else {
       console.log('\nno request failed')
