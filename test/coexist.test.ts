@@ -210,6 +210,25 @@ for (const backend of backends(t)) {
       t.equal(hit.headers['x-request-id'], 'req-2')
     })
 
+    t.test('a header the handler changes from what a hook set is the handler\'s, and stored', async (t) => {
+      const app = Fastify()
+      t.teardown(() => app.close())
+      app.addHook('onRequest', async (req, reply) => { reply.header('x-owner', 'hook').header('link', ['</a>; rel=a', '</b>; rel=b']) })
+      await app.register(httpCache, await backend.options(t))
+      let runs = 0
+      app.get('/own', { config: { cache: { ttl: 30 } } }, async (req, reply) => {
+        runs++
+        reply.header('x-owner', 'handler')
+        return 'ok'
+      })
+      t.equal((await app.inject('/own')).headers['x-owner'], 'handler')
+      const hit = await app.inject('/own')
+      t.equal(hit.headers['x-cache'], 'HIT')
+      t.equal(hit.headers['x-owner'], 'handler', 'replayed from the entry')
+      t.same(hit.headers.link, ['</a>; rel=a', '</b>; rel=b'], 'the hook\'s own, once')
+      t.equal(runs, 1)
+    })
+
     t.test('handlers: async and callback, return and reply.send, JSON-schema serialization', async (t) => {
       const app = Fastify()
       t.teardown(() => app.close())
