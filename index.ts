@@ -65,7 +65,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     const writes = methods.every((m) => WRITE_METHODS.has(m))
     if (cfg === undefined && writes && opts.autoInvalidate) {
       // autoInvalidate: every write route evicts by path unless it says config.cache: false
-      route.onSend = [...asArray(route.onSend), createWriteHook(ctx, routes, resolveWriteRoute(where, methods, {}, opts, keys))]
+      route.onSend = [createWriteHook(ctx, routes, resolveWriteRoute(where, methods, {}, opts, keys)), ...asArray(route.onSend)]
       return
     }
     if (cfg === undefined || cfg === false) return
@@ -74,7 +74,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     // methods invalidate; a write route with its own evict/put options keeps them
     const writeOptions = typeof cfg === 'object' && cfg !== null && ('evict' in cfg || 'put' in cfg)
     if (writes && !(policy === 'http' && !writeOptions)) {
-      route.onSend = [...asArray(route.onSend), createWriteHook(ctx, routes, resolveWriteRoute(where, methods, cfg, opts, keys))]
+      route.onSend = [createWriteHook(ctx, routes, resolveWriteRoute(where, methods, cfg, opts, keys)), ...asArray(route.onSend)]
       return
     }
     if (policy !== 'http' && methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
@@ -122,7 +122,9 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     }
     route.onRequest = [...asArray(route.onRequest), early]
     route.preHandler = [...asArray(route.preHandler), late]
-    route.onSend = autoHead ? [...onSend.slice(0, last), hooks.onSend, onSend[last]] : [...onSend, hooks.onSend]
+    // First among the route's onSend hooks, whichever plugin added its own first: the entry is the
+    // handler's answer, before an encoder (@fastify/compress) or a transform, which run on HITs again
+    route.onSend = [hooks.onSend, ...onSend]
     if (methods.includes('GET')) routes.add(route.url, settings)
   })
 

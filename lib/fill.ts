@@ -3,6 +3,7 @@
 // response, with single-flight followers handed the entry. A handler failing within stale-if-error is
 // answered with the expired entry instead.
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ownHeaders, replay } from './coexist.js'
 import { notModified } from './conditional.js'
 import { encodeEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
 import { evictionFailed } from './evict-error.js'
@@ -104,6 +105,7 @@ function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
   if (isNodeStream(payload)) payload.resume() // the 304's empty body
   const headers = { ...entry.headers }
   const update = endToEndHeaders(reply, run.statusHeader, true)
+  ownHeaders(reply, update, state.before, run.route.vary)
   for (const name in update) if (name !== 'content-length') headers[name] = update[name]
   const newTag = reply.getHeader('etag')
   const etag = typeof newTag === 'string' ? newTag : entry.etag
@@ -114,7 +116,7 @@ function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
     ? { ...entry, headers, etag }
     : { ...entry, headers, etag, storedAt: freshness.storedAt, ttl: freshness.ttl, swr: freshness.swr, sie: freshness.sie, http: freshness.http }
   if (run.statusHeader !== false) reply.header(run.statusHeader, 'REVALIDATED')
-  for (const name in headers) reply.header(name, headers[name])
+  replay(reply, headers)
   if (etag !== '') reply.header('etag', etag)
   reply.header('age', String(Math.floor((updated.http?.age ?? 0) / 1000)))
   reply.removeHeader('content-length')
@@ -168,7 +170,7 @@ function serveStale (run: RouteRun, reply: FastifyReply, entry: CacheEntry): Buf
   const age = Math.floor((entry.http === undefined ? resident : entry.http.age + resident) / 1000)
   reply.code(entry.status)
   reply.removeHeader('content-length')
-  for (const name in entry.headers) reply.header(name, entry.headers[name])
+  replay(reply, entry.headers)
   const cacheControl = run.policy.cacheControl(run, entry, age, true)
   if (cacheControl !== undefined) reply.header('cache-control', cacheControl)
   if (entry.etag !== '') reply.header('etag', entry.etag)
@@ -178,7 +180,7 @@ function serveStale (run: RouteRun, reply: FastifyReply, entry: CacheEntry): Buf
 }
 
 async function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState): Promise<unknown> {
-  const entry = await toEntry(run, request, reply, payload)
+  const entry = await toEntry(run, request, reply, payload, state)
   if (entry === undefined) {
     settle(run, state, undefined)
     release(run, state)
@@ -208,7 +210,7 @@ async function onMissSend (run: RouteRun, request: FastifyRequest, reply: Fastif
 
 // The entry a response makes, with the response's headers set for it; undefined when not stored.
 // A stream's entry has an empty body (filled in when the stream ends).
-async function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<CacheEntry | undefined> {
+async function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState): Promise<CacheEntry | undefined> {
   if (!run.stores) return undefined
   const freshness = await run.policy.storage(run, request, reply)
   if (freshness === undefined) return undefined
@@ -228,16 +230,18 @@ async function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyRe
     etag = stream ? (typeof handlerEtag === 'string' ? handlerEtag : '') : etagFor(handlerEtag, body)
     if (!stream) reply.header('etag', etag)
   }
+  const headers = endToEndHeaders(reply, run.statusHeader, run.http)
+  const vary = ownHeaders(reply, headers, state.before, run.route.vary)
   return {
     status: reply.statusCode,
-    headers: endToEndHeaders(reply, run.statusHeader, run.http),
+    headers,
     body,
     etag,
     storedAt: freshness.storedAt,
     ttl: freshness.ttl,
     swr: freshness.swr,
     sie: freshness.sie,
-    vary: varyValues(reply.getHeader('vary'), request),
+    vary: varyValues(vary, request),
     http: freshness.http
   }
 }

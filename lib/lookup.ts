@@ -3,6 +3,7 @@
 // single-flight (lib/single-flight.ts) and the handler; lib/fill.ts stores what it answers.
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { hookHeaders, mergeVary, replay } from './coexist.js'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
 import { REFRESH, type RequestDirectives } from './directives.js'
 import { decodeVariants, type CacheEntry } from './entry.js'
@@ -130,6 +131,8 @@ function pass (request: FastifyRequest, unsafe: boolean): Outcome {
 }
 
 function miss (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, generation: string): Outcome | Promise<Outcome> {
+  // what other plugins' hooks set so far is theirs, set again on every request (lib/coexist.ts)
+  state.before = hookHeaders(reply)
   if (!run.stores) return prepare(run, request, state, generation)
   const running = runningFlight(run, state, generation)
   if (running !== undefined) {
@@ -166,13 +169,12 @@ function serve (run: RouteRun, request: FastifyRequest, reply: FastifyReply, sta
     if (entry.etag !== '') reply.header('etag', entry.etag)
     for (const name of NOT_MODIFIED_HEADERS) {
       const value = entry.headers[name]
-      if (value !== undefined) reply.header(name, value)
+      if (value !== undefined) reply.header(name, name === 'vary' ? mergeVary(reply.getHeader('vary'), value as string) : value)
     }
     if (!(raw && end(run, reply, 304, undefined))) reply.code(304).send()
     return SERVED
   }
-  const headers = entry.headers
-  for (const name in headers) reply.header(name, headers[name])
+  replay(reply, entry.headers)
   if (cacheControl !== undefined) reply.header('cache-control', cacheControl)
   if (entry.etag !== '') reply.header('etag', entry.etag)
   if (raw && entry.status !== 204) {

@@ -44,6 +44,8 @@ export interface RequestState {
   conditional: { inm: string | string[] | undefined, ims: string | string[] | undefined } | undefined
   /** Policy 'http': the other variants stored under the key (Vary), kept when this response is stored. */
   variants: CacheEntry[] | undefined
+  /** The reply's headers set by other plugins' hooks before the handler: not stored (lib/coexist.ts). */
+  before: Record<string, unknown> | undefined
   /** Policy 'http': an unsafe method, whose success invalidates its URL (RFC 9111 §4.4). */
   unsafe: boolean
 }
@@ -71,6 +73,7 @@ export function newState (key: string, origin: string | undefined, own: boolean)
     validating: undefined,
     conditional: undefined,
     variants: undefined,
+    before: undefined,
     unsafe: false
   }
   return state
