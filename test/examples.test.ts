@@ -4,7 +4,7 @@ import { runExample } from './helpers/example.js'
 import { startRedis } from './helpers/redis.js'
 
 // each example is a fresh Node process compiling TypeScript: slower than the other files on a busy machine
-t.setTimeout(300_000)
+t.setTimeout(900_000)
 
 const get = async (url: string, init?: RequestInit): Promise<{ status: number, cache: string | null, body: any }> => {
   const res = await fetch(url, init)

@@ -29,7 +29,7 @@ export async function runExample (t: TapLike, file: string, env: Record<string, 
     await exited
   })
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${file} did not start:\n${text}`)), 60_000)
+    const timer = setTimeout(() => reject(new Error(`${file} did not start:\n${text}`)), 240_000)
     const read = (chunk: Buffer): void => {
       text += chunk.toString()
       for (const m of chunk.toString().matchAll(/Server listening at (http:\/\/[^"\s]+)/g)) urls.push(m[1])
