@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { HttpCacheOptions, RouteCacheOptions, WriteCacheOptions } from './types.js'
 import { assertName, type KeyBuilder } from './keys.js'
+import { checkCacheStatus } from './cache-status.js'
+import { checkMetrics, type MetricsSettings } from './metrics.js'
 import { assertExpires, assertTimezone, createExpiryClock, type Expires, type ExpiryClock } from './expiry.js'
 
 export interface ResolvedOptions {
@@ -31,6 +33,10 @@ export interface ResolvedOptions {
   heuristic: number
   /** RFC 9213 targeted field names, lower-case, in priority order. */
   targeted: string[]
+  /** Name of this cache's Cache-Status member (RFC 9211); undefined: no Cache-Status. */
+  cacheStatus: string | undefined
+  /** Prometheus metrics: where they go; undefined: none. */
+  metrics: MetricsSettings | undefined
 }
 
 export type CachePolicy = 'ttl' | 'http'
@@ -83,6 +89,7 @@ export interface WriteSettings {
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
   'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone', 'keyOrigin', 'maxOrigins', 'l1', 'lock',
   'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
+PLUGIN_KEYS.add('cacheStatus').add('metrics')
 const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate',
   'lock', 'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
 const LOCK_WAIT_MS = 3000
@@ -150,7 +157,9 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     staleIfError: 0,
     policy: 'ttl',
     heuristic: 0,
-    targeted: []
+    targeted: [],
+    cacheStatus: undefined,
+    metrics: undefined
   }
   if (opts.prefix !== undefined) o.prefix = assertName('prefix', opts.prefix)
   if (opts.ttl !== undefined) o.ttl = checkTtl('ttl', opts.ttl)
@@ -197,6 +206,8 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
   if (opts.policy !== undefined) o.policy = checkPolicy('policy', opts.policy)
   if (opts.heuristic !== undefined) o.heuristic = checkHeuristic('heuristic', opts.heuristic)
   if (opts.targeted !== undefined) o.targeted = checkTargeted('targeted', opts.targeted)
+  if (opts.cacheStatus !== undefined) o.cacheStatus = checkCacheStatus('cacheStatus', opts.cacheStatus)
+  if (opts.metrics !== undefined) o.metrics = checkMetrics('metrics', opts.metrics)
   const r = opts.redis
   if (r !== undefined && typeof r !== 'string' && (r === null || typeof r !== 'object' || typeof (r as { mgetBuffer?: unknown }).mgetBuffer !== 'function')) {
     fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)
