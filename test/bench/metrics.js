@@ -105,23 +105,66 @@ async function main () {
     process.stderr.write(`round ${r + 1}/${ROUNDS}: ${VARIANTS.map((v) => `${v.id} ${round[v.id].toFixed(2)} µs`).join(', ')}\n`)
   }
 
+  const added = await parts()
   const m = machine()
-  const rows = VARIANTS.map((v) => ({ id: v.id, label: v.label, cpuUsPerHit: median(samples[v.id]), ratio: median(ratios[v.id]) }))
-  console.log(`\nHIT cost in process (app.inject, memory store), ${ROUNDS} rounds × ${BATCH} HITs per app, medians`)
+  // other processes only ever add time: the fastest batch is the closest to the code's own cost
+  const best = Object.fromEntries(VARIANTS.map((v) => [v.id, Math.min(...samples[v.id])]))
+  const rows = VARIANTS.map((v) => ({ id: v.id, label: v.label, cpuUsPerHit: median(samples[v.id]), ratio: median(ratios[v.id]), bestUsPerHit: best[v.id], bestRatio: best[v.id] / best.off }))
+  console.log(`\nHIT cost in process (app.inject, memory store), ${ROUNDS} rounds × ${BATCH} HITs per app`)
   console.log(describeMachine(m))
-  console.log('app                           CPU µs/HIT   ratio to off')
-  for (const row of rows) console.log(`${row.label.padEnd(30)}${row.cpuUsPerHit.toFixed(2).padStart(10)}   ${row.ratio.toFixed(4)}`)
+  console.log('app                           median µs/HIT  ratio (median of rounds)   fastest µs/HIT  ratio of fastest')
+  for (const row of rows) console.log(`${row.label.padEnd(30)}${row.cpuUsPerHit.toFixed(2).padStart(13)}  ${row.ratio.toFixed(4).padStart(24)}   ${row.bestUsPerHit.toFixed(2).padStart(14)}  ${row.bestRatio.toFixed(4).padStart(16)}`)
   const targets = ['metrics', 'both'].map((id) => {
     const row = rows.find((x) => x.id === id)
     const met = row.ratio < TARGET
-    return { name: `HIT cost with ${row.label}`, met, text: `${row.label}: ${((row.ratio - 1) * 100).toFixed(2)}% over off (target < ${((TARGET - 1) * 100).toFixed(0)}%)` }
+    return { name: `HIT cost with ${row.label}`, met, text: `${row.label}: ${((row.ratio - 1) * 100).toFixed(2)}% over off, median of rounds; fastest batches ${((row.bestRatio - 1) * 100).toFixed(2)}% (target < ${((TARGET - 1) * 100).toFixed(0)}%)` }
   })
+  console.log('\nthe added work alone, fastest of 7 rounds of 1,000,000 calls (CPU ns per call):')
+  for (const [name, ns] of Object.entries(added)) console.log(`  ${name.padEnd(24)}${ns.toFixed(1).padStart(8)}`)
   for (const target of targets) console.log(`${target.met ? 'met    ' : 'NOT MET'} ${target.text}`)
 
   let previous = {}
   try { previous = JSON.parse(fs.readFileSync(RESULTS, 'utf8')) } catch {}
-  previous.metrics = { at: new Date().toISOString(), machine: m, batch: BATCH, rounds: ROUNDS, rows, targets }
+  previous.metrics = { at: new Date().toISOString(), machine: m, batch: BATCH, rounds: ROUNDS, rows, added, targets }
   fs.writeFileSync(RESULTS, JSON.stringify(previous, null, 2) + '\n')
+}
+
+// The added work alone, per HIT: a memory lookup through the observed store (timed into the histogram)
+// against the bare store, and building and setting the Cache-Status member. Fastest of rounds, ns.
+async function parts () {
+  const { DIST } = require('./common.js')
+  const { MemoryStore } = require(path.join(DIST, 'lib/stores/memory.js'))
+  const { ObservedStore } = require(path.join(DIST, 'lib/stores/observed-store.js'))
+  const { Stats } = require(path.join(DIST, 'lib/stats.js'))
+  const { bindMetrics, loadPromClient } = require(path.join(DIST, 'lib/metrics.js'))
+  const { hitMember, setCacheStatus } = require(path.join(DIST, 'lib/cache-status.js'))
+  const memory = new MemoryStore(1 << 20)
+  await memory.write('k', 'g', Buffer.alloc(1000), 0)
+  const stats = new Stats()
+  const bound = bindMetrics(await loadPromClient(), { registry: new Registry(), prefix: '' }, stats)
+  const plain = new ObservedStore(memory, stats, undefined)
+  const timed = new ObservedStore(memory, stats, bound.timer('memory'))
+  const entry = { ttl: 3600_000, http: undefined }
+  const headers = new Map()
+  const reply = { getHeader: (n) => headers.get(n), header: (n, v) => headers.set(n, v) }
+  const N = 1_000_000
+  const cases = {
+    'store.lookup': () => memory.lookup('k', 'g'),
+    'observed, metrics off': () => plain.lookup('k', 'g'),
+    'observed, metrics on': () => timed.lookup('k', 'g'),
+    'Cache-Status member': () => { headers.clear(); setCacheStatus(reply, hitMember('fastify-http-cache', entry, 1234)) }
+  }
+  const best = {}
+  for (let r = 0; r < 7; r++) {
+    for (const [name, fn] of Object.entries(cases)) {
+      const start = process.cpuUsage()
+      for (let i = 0; i < N; i++) fn()
+      const used = process.cpuUsage(start)
+      const ns = (used.user + used.system) * 1000 / N
+      best[name] = Math.min(best[name] ?? Infinity, ns)
+    }
+  }
+  return best
 }
 
 // --callgrind: instructions per HIT, which other processes on the machine do not change. Each app runs
