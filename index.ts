@@ -8,8 +8,11 @@ import { KeyBuilder } from './lib/keys.js'
 import { L1, subscribe } from './lib/l1.js'
 import { resolveOptions, resolveRoute, resolveWriteRoute, type ResolvedOptions } from './lib/options.js'
 import { createWriteHook } from './lib/invalidation.js'
+import { bindMetrics, loadPromClient } from './lib/metrics.js'
+import { Stats } from './lib/stats.js'
 import { MemoryStore } from './lib/stores/memory.js'
 import { PendingStore } from './lib/stores/pending.js'
+import { ObservedStore } from './lib/stores/observed-store.js'
 import { RedisStore } from './lib/stores/redis.js'
 import type { Store } from './lib/stores/store.js'
 import type * as types from './lib/types.js'
@@ -20,15 +23,20 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOptions): Promise<void> {
   const opts = resolveOptions(options)
   const keys = new KeyBuilder(opts.prefix)
+  const stats = new Stats()
+  // before any client is made: a missing prom-client or a clashing metric fails the registration cleanly
+  const metrics = opts.metrics === undefined ? undefined : bindMetrics(await loadPromClient(), opts.metrics, stats)
   const own = await createStore(fastify, options.redis, keys, opts)
   const redis = own instanceof RedisStore ? own : undefined
   // the memory store is in process already: an L1 only makes sense in front of Redis
   const l1 = redis !== undefined && opts.l1 !== undefined ? new L1(opts.l1.maxBytes, opts.l1.ttlMs) : undefined
   // a Redis eviction can fail (an outage): kept and replayed before what it covers is served again.
   // Memory evictions cannot fail.
-  const store = redis === undefined
+  const inner = redis === undefined
     ? own
     : new PendingStore(own, { log: fastify.log, everything: keys.namespaceStart(undefined), kept: l1 === undefined ? undefined : (what) => l1.apply(what) })
+  // outermost: counts and times what the read and write paths see
+  const store = new ObservedStore(inner, stats, metrics?.timer(own.name))
   const ctx: HookContext = {
     opts,
     store,
@@ -39,7 +47,8 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     flights: new Map(),
     refreshing: new Set(),
     inject: async (url, headers) => await fastify.inject({ method: 'GET', url, headers }),
-    token: randomBytes(16).toString('hex')
+    token: randomBytes(16).toString('hex'),
+    stats
   }
   const routes = createRouteFinder(routerOptions(fastify))
 
@@ -87,7 +96,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     // user wrote may answer differently from the GET, so it only reads.
     const last = onSend.length - 1
     const autoHead = methods.length === 1 && methods[0] === 'HEAD' && last >= 0 && onSend[last].name === 'headRouteOnSendHandler'
-    const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead || policy === 'http')
+    const hooks = createHooks(ctx, settings, methods.includes('GET') || autoHead || policy === 'http', { url: route.url, methods })
     // A HIT must not skip any check that guards the route (auth in onRequest, preParsing, preValidation or
     // preHandler, its own or its context's). Fastify settles a route's hooks only at ready: hooks added with
     // addHook() (deferred to after()), by plugins still loading, or appended by onRoute hooks that run after
@@ -130,6 +139,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
 
   fastify.addHook('onClose', async () => {
     subscription?.close()
+    metrics?.unbind()
     await Promise.allSettled([...ctx.pending])
     await store.close()
   })
@@ -191,6 +201,9 @@ declare namespace httpCache {
   export type GroupOptions = types.GroupOptions
   export type WrapOptions<A extends unknown[]> = types.WrapOptions<A>
   export type LockOptions = types.LockOptions
+  export type CacheStats = types.CacheStats
+  export type RouteStats = types.RouteStats
+  export type MetricsOptions = types.MetricsOptions
   export { httpCache as default, httpCache }
 }
 Object.assign(plugin, { default: plugin, httpCache: plugin })

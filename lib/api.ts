@@ -28,7 +28,7 @@ export function createRouteFinder (routerOptions: FindMyWay.Config<FindMyWay.HTT
   }
 }
 
-export function createApi ({ opts, store, keys }: HookContext, routes: RouteFinder, log: FastifyBaseLogger): HttpCacheApi {
+export function createApi ({ opts, store, keys, stats }: HookContext, routes: RouteFinder, log: FastifyBaseLogger): HttpCacheApi {
   // a namespace given here combines with the plugin's exactly as a route's does
   const namespaceOf = (o: { namespace?: string } | undefined): string | undefined =>
     routeNamespace('namespace', o?.namespace, opts)
@@ -57,6 +57,7 @@ export function createApi ({ opts, store, keys }: HookContext, routes: RouteFind
 
   return {
     storeName: store.name,
+    stats: () => stats.snapshot(store),
     async evictGroup (group, options) {
       return await store.evictGroup(keys.base(assertName('group', group), namespaceOf(options)))
     },

@@ -4,11 +4,13 @@
 // answered with the expired entry instead.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ownHeaders, replay } from './coexist.js'
+import { forwardMember, freshnessLeft, setCacheStatus } from './cache-status.js'
 import { notModified } from './conditional.js'
 import { encodeEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
 import { evictionFailed } from './evict-error.js'
 import { entryRest, variant } from './keys.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
+import { record } from './outcome.js'
 import { httpFreshness } from './policy/http.js'
 import { release, settle } from './single-flight.js'
 import { GO, kState, type Outcome, type RequestState, type RouteRun } from './state.js'
@@ -68,10 +70,16 @@ function restoreConditional (request: FastifyRequest, state: RequestState): void
 export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
   const state = request[kState]
   if (state == null || state.hit || state.bypass) {
+    if (state != null && !state.hit && run.cacheStatus !== undefined) {
+      setCacheStatus(reply, state.detail === 'only-if-cached'
+        ? run.cacheStatus + '; detail=only-if-cached'
+        : forwardMember(run.cacheStatus, state.fwd, reply.statusCode, false, undefined, state.detail))
+    }
     done(null, payload)
     return
   }
   if (state.unsafe) {
+    if (run.cacheStatus !== undefined) setCacheStatus(reply, forwardMember(run.cacheStatus, 'method', reply.statusCode, false, undefined, undefined))
     invalidate(run, request, reply, state.origin as string).then((failed) => {
       done(null, failed && run.ctx.opts.onEvictError === 'fail' ? evictionFailed(reply, payload) : payload)
     }, () => done(null, payload))
@@ -79,10 +87,13 @@ export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyRe
   }
   restoreConditional(request, state)
   if (run.statusHeader !== false) reply.header(run.statusHeader, 'MISS')
-  if (reply.statusCode >= 500 && state.stale !== undefined) {
+  const stale = reply.statusCode >= 500 && state.stale !== undefined
+  if (!state.own) record(run, request, stale ? 'stale' : state.fwd === 'bypass' ? 'bypasses' : 'misses', state.key)
+  if (stale) {
     settle(run, state, undefined)
     release(run, state)
-    done(null, serveStale(run, reply, state.stale))
+    if (run.cacheStatus !== undefined) setCacheStatus(reply, forwardMember(run.cacheStatus, 'stale', reply.statusCode, false, undefined, 'stale-if-error'))
+    done(null, serveStale(run, reply, state.stale as CacheEntry))
     return
   }
   if (reply.statusCode === 304 && state.validating !== undefined) {
@@ -126,6 +137,10 @@ function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
   } else {
     settle(run, state, updated)
     write(run, request, state, updated)
+  }
+  if (run.cacheStatus !== undefined) {
+    const stored = freshness !== undefined && state.generation !== undefined
+    setCacheStatus(reply, forwardMember(run.cacheStatus, state.fwd, 304, stored, stored ? storedTtl(updated) : undefined, state.detail))
   }
   if (notModified(request.headers, etag, headers['last-modified'])) return null
   reply.code(updated.status)
@@ -179,8 +194,22 @@ function serveStale (run: RouteRun, reply: FastifyReply, entry: CacheEntry): Buf
   return entry.body
 }
 
+/** This cache's Cache-Status member for a response the handler made (`entry`: the one it makes, if any). */
+function missStatus (run: RouteRun, reply: FastifyReply, state: RequestState, entry: CacheEntry | undefined): void {
+  if (run.cacheStatus === undefined) return
+  // the write goes out after the headers: `stored` can only say it is under way
+  const stored = entry !== undefined && state.generation !== undefined
+  setCacheStatus(reply, forwardMember(run.cacheStatus, state.fwd, reply.statusCode, stored, stored ? storedTtl(entry) : undefined, state.detail))
+}
+
+/** RFC 9211 `ttl` of an entry being stored: its freshness left, none for an entry that never expires. */
+function storedTtl (entry: CacheEntry): number | undefined {
+  return entry.ttl === 0 && entry.http === undefined ? undefined : freshnessLeft(entry, 0)
+}
+
 async function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState): Promise<unknown> {
   const entry = await toEntry(run, request, reply, payload, state)
+  missStatus(run, reply, state, entry)
   if (entry === undefined) {
     settle(run, state, undefined)
     release(run, state)
@@ -216,7 +245,11 @@ async function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyRe
   if (freshness === undefined) return undefined
   const stream = isNodeStream(payload)
   const body = stream ? Buffer.alloc(0) : payloadBytes(payload)
-  if (body === undefined || body.length > run.ctx.opts.maxEntrySize) return undefined
+  if (body === undefined) return undefined
+  if (body.length > run.ctx.opts.maxEntrySize) {
+    state.detail = 'too-large'
+    return undefined
+  }
   // Fastify's HEAD route runs the GET handler: what it answers is the GET's representation only when the
   // body is there (a proxied HEAD comes back empty, with the GET's Content-Length)
   if (request.method === 'HEAD' && !stream && !wholeBody(body, reply.getHeader('content-length'))) return undefined

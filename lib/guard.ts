@@ -63,6 +63,12 @@ export class Guard {
     return n
   }
 
+  /** The circuit: `open` while calls are skipped, `half-open` while one probe is out. */
+  get state (): 'closed' | 'open' | 'half-open' {
+    if (this.openUntil === 0) return 'closed'
+    return this.probing ? 'half-open' : 'open'
+  }
+
   run<T> (op: () => Promise<T>): Promise<T> {
     // performance.now() is monotonic: a wall clock set back would break the FIFO order of deadlines
     const now = performance.now()

@@ -10,7 +10,7 @@ import type { HookContext, RouteRun } from './state.js'
 
 export { kState, type HookContext } from './state.js'
 
-export function createHooks (ctx: HookContext, route: RouteSettings, stores: boolean): {
+export function createHooks (ctx: HookContext, route: RouteSettings, stores: boolean, where: { url: string, methods: string[] }): {
   lookup: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   onSend: onSendHookHandler
   /** Whether HITs may write the response themselves (no other onSend hook would see it). */
@@ -29,7 +29,10 @@ export function createHooks (ctx: HookContext, route: RouteSettings, stores: boo
     locks: route.lock === null ? undefined : ctx.locks,
     lockTokens: 0,
     direct: false,
-    kHeaders: undefined
+    kHeaders: undefined,
+    url: where.url,
+    counters: new Map(where.methods.map((m) => [m, ctx.stats.route(m, where.url)])),
+    cacheStatus: ctx.opts.cacheStatus
   }
   return {
     lookup: (request, reply, done) => lookup(run, request, reply, done),

@@ -4,18 +4,24 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { hookHeaders, mergeVary, replay } from './coexist.js'
+import { hitMember, setCacheStatus } from './cache-status.js'
 import { notModified, NOT_MODIFIED_HEADERS } from './conditional.js'
 import { REFRESH, type RequestDirectives } from './directives.js'
 import { decodeVariants, type CacheEntry } from './entry.js'
 import { prepare } from './fill.js'
 import { originOf, variant } from './keys.js'
-import { FALLBACK, FRESH, STALE, VALIDATE } from './policy/policy.js'
+import { FALLBACK, FRESH, STALE, VALIDATE, type Reuse } from './policy/policy.js'
 import { isOwnRefresh, revalidate } from './refresh.js'
+import { record } from './outcome.js'
 import { keyOf, requestOrigin } from './request-key.js'
 import { acquire, follow, lead, runningFlight } from './single-flight.js'
 import { GO, SERVED, isPromise, kState, newState, type Outcome, type RequestState, type RouteRun } from './state.js'
 import type { Lookup } from './stores/store.js'
 import { varyMatches } from './vary.js'
+
+// A request with Authorization under policy 'http': not answered from the cache (RFC 9111 §3.5), like a
+// refresh, but counted and reported as a bypass
+const AUTHORIZED: RequestDirectives = Object.freeze({ ...REFRESH })
 
 // Callback style, synchronous up to the store: a HIT from memory or L1 costs no promise at all.
 export function lookup (run: RouteRun, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
@@ -30,7 +36,7 @@ function begin (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Ou
   if (run.http) {
     const method = request.method
     // policy 'http' routes take any method: only GET and HEAD are answered from the cache
-    if (method !== 'GET' && method !== 'HEAD') return pass(request, !SAFE.has(method))
+    if (method !== 'GET' && method !== 'HEAD') return pass(run, request, !SAFE.has(method))
   }
   const own = isOwnRefresh(ctx, request)
   let directives = own ? REFRESH : route.clientDirectives ? run.policy.request(request) : null
@@ -46,7 +52,7 @@ function begin (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Ou
       bypass(run, request, reply)
       return GO
     }
-    directives = REFRESH
+    directives = AUTHORIZED
   }
   if (run.simpleKey) {
     const origin = requestOrigin(ctx.opts, request)
@@ -64,6 +70,7 @@ function find (run: RouteRun, request: FastifyRequest, reply: FastifyReply, key:
   const state = newState(key, origin, own)
   if (run.http) state.requestTime = Date.now()
   request[kState] = state
+  if (directives === AUTHORIZED) state.fwd = 'bypass'
   const refresh = directives?.refresh === true
   const near = refresh || l1 === undefined ? undefined : l1.get(key)
   if (near !== undefined) return decide(run, request, reply, state, near, directives, true)
@@ -71,17 +78,19 @@ function find (run: RouteRun, request: FastifyRequest, reply: FastifyReply, key:
   try {
     found = store.lookup(key, run.route.base)
   } catch (err) {
-    return failed(request, err)
+    return failed(request, state, err)
   }
   if (!isPromise(found)) return decide(run, request, reply, state, found, directives, store.stable)
   const epoch = l1?.epoch ?? 0
   return found.then((f) => {
     if (l1 !== undefined && !refresh) l1.fill(key, run.route.base, f, epoch)
     return decide(run, request, reply, state, f, directives, l1 !== undefined && !refresh)
-  }, (err: unknown) => failed(request, err))
+  }, (err: unknown) => failed(request, state, err))
 }
 
-function failed (request: FastifyRequest, err: unknown): Outcome {
+function failed (request: FastifyRequest, state: RequestState, err: unknown): Outcome {
+  state.fwd = 'miss'
+  state.detail = 'store-down'
   request.log.debug({ err }, 'fastify-http-cache: lookup failed, treated as a miss')
   return GO
 }
@@ -91,6 +100,7 @@ function decide (run: RouteRun, request: FastifyRequest, reply: FastifyReply, st
   if (found.value !== null && variants === undefined) request.log.warn({ key: state.key }, 'fastify-http-cache: entry does not decode, replacing it')
   const entry = variants === undefined ? undefined : pick(variants, request)
   if (run.http) state.variants = variants
+  if (variants !== undefined && entry === undefined) state.fwd = 'vary-miss'
   if (entry !== undefined && directives?.refresh !== true) {
     const age = Math.max(0, Date.now() - entry.storedAt)
     const reuse = run.policy.reuse(entry, age, directives)
@@ -99,16 +109,28 @@ function decide (run: RouteRun, request: FastifyRequest, reply: FastifyReply, st
       revalidate(run.ctx, request, state.key)
       return serve(run, request, reply, state, entry, 'STALE', age)
     }
+    state.fwd = forwardedBy(run, entry, age, directives)
     if (reuse === FALLBACK || (reuse === VALIDATE && run.policy.standIn(entry, age))) state.stale = entry
     if (reuse === VALIDATE && (entry.etag !== '' || entry.headers['last-modified'] !== undefined)) state.validating = entry
+  } else if (entry !== undefined && state.fwd !== 'bypass') {
+    state.fwd = 'request'
   }
   // RFC 9111 §5.2.1.7: nothing usable stored, and the client will not have the request forwarded
   if (directives?.onlyIfCached === true) {
     state.bypass = true
+    state.detail = 'only-if-cached'
+    if (!state.own) record(run, request, 'misses', state.key)
     reply.code(504).send()
     return SERVED
   }
   return miss(run, request, reply, state, found.generation)
+}
+
+/** RFC 9211 `fwd`: the client's directives sent a usable entry to the handler (`request`), or it had expired. */
+function forwardedBy (run: RouteRun, entry: CacheEntry, age: number, directives: RequestDirectives | null): 'request' | 'stale' {
+  if (directives === null) return 'stale'
+  const unasked: Reuse = run.policy.reuse(entry, age, null)
+  return unasked === FRESH || unasked === STALE ? 'request' : 'stale'
 }
 
 /** The stored variant whose Vary'd request headers this request matches (RFC 9111 §4.1). */
@@ -121,12 +143,14 @@ function pick (variants: CacheEntry[], request: FastifyRequest): CacheEntry | un
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'QUERY'])
 
 /** A method the cache does not answer: straight to the handler, invalidating on success when unsafe. */
-function pass (request: FastifyRequest, unsafe: boolean): Outcome {
+function pass (run: RouteRun, request: FastifyRequest, unsafe: boolean): Outcome {
   // read now: by onSend a request whose body was streamed on may have lost its socket (and protocol)
   const state = newState('', originOf(request.protocol, request.host, {}), false)
   state.bypass = !unsafe
   state.unsafe = unsafe
+  state.fwd = 'method'
   request[kState] = state
+  record(run, request, 'bypasses', '')
   return GO
 }
 
@@ -151,13 +175,16 @@ function miss (run: RouteRun, request: FastifyRequest, reply: FastifyReply, stat
 function bypass (run: RouteRun, request: FastifyRequest, reply: FastifyReply): void {
   const state = newState('', undefined, false)
   state.bypass = true
+  state.fwd = 'bypass'
   request[kState] = state
+  record(run, request, 'bypasses', '')
   if (run.statusHeader !== false) reply.header(run.statusHeader, 'BYPASS')
 }
 
 /** Answers from `entry`, `ageMs` old (the caller judged its freshness at that age). */
 function serve (run: RouteRun, request: FastifyRequest, reply: FastifyReply, state: RequestState, entry: CacheEntry, label: string, ageMs: number): Outcome {
   state.hit = true
+  if (!state.own) record(run, request, label === 'STALE' ? 'stale' : 'hits', state.key)
   const raw = run.direct && request.raw.httpVersionMajor === 1
   // an 'http' entry's Age counts from its corrected initial age (RFC 9111 §4.2.3)
   const age = Math.floor(Math.max(0, entry.http === undefined ? ageMs : entry.http.age + ageMs) / 1000)
@@ -171,12 +198,15 @@ function serve (run: RouteRun, request: FastifyRequest, reply: FastifyReply, sta
       const value = entry.headers[name]
       if (value !== undefined) reply.header(name, name === 'vary' ? mergeVary(reply.getHeader('vary'), value as string) : value)
     }
+    if (run.cacheStatus !== undefined) setCacheStatus(reply, hitMember(run.cacheStatus, entry, ageMs))
     if (!(raw && end(run, reply, 304, undefined))) reply.code(304).send()
     return SERVED
   }
   replay(reply, entry.headers)
   if (cacheControl !== undefined) reply.header('cache-control', cacheControl)
   if (entry.etag !== '') reply.header('etag', entry.etag)
+  // after the stored headers: a member an upstream cache added goes in front of ours
+  if (run.cacheStatus !== undefined) setCacheStatus(reply, hitMember(run.cacheStatus, entry, ageMs))
   if (raw && entry.status !== 204) {
     reply.header('content-length', String(entry.body.length))
     if (end(run, reply, entry.status, entry.body)) return SERVED

@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { HttpCacheOptions, RouteCacheOptions, WriteCacheOptions } from './types.js'
 import { assertName, type KeyBuilder } from './keys.js'
+import { checkCacheStatus } from './cache-status.js'
+import { checkMetrics, type MetricsSettings } from './metrics.js'
 import { assertExpires, assertTimezone, createExpiryClock, type Expires, type ExpiryClock } from './expiry.js'
 
 export interface ResolvedOptions {
@@ -33,6 +35,10 @@ export interface ResolvedOptions {
   targeted: string[]
   /** What a write whose eviction failed answers: its own response ('ignore') or a 503 ('fail'). */
   onEvictError: 'ignore' | 'fail'
+  /** Name of this cache's Cache-Status member (RFC 9211); undefined: no Cache-Status. */
+  cacheStatus: string | undefined
+  /** Prometheus metrics: where they go; undefined: none. */
+  metrics: MetricsSettings | undefined
 }
 
 export type CachePolicy = 'ttl' | 'http'
@@ -85,6 +91,7 @@ export interface WriteSettings {
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
   'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone', 'keyOrigin', 'maxOrigins', 'l1', 'lock',
   'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted', 'onEvictError'])
+PLUGIN_KEYS.add('cacheStatus').add('metrics')
 const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate',
   'lock', 'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
 const LOCK_WAIT_MS = 3000
@@ -153,7 +160,9 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     policy: 'ttl',
     heuristic: 0,
     targeted: [],
-    onEvictError: 'ignore'
+    onEvictError: 'ignore',
+    cacheStatus: undefined,
+    metrics: undefined
   }
   if (opts.prefix !== undefined) o.prefix = assertName('prefix', opts.prefix)
   if (opts.ttl !== undefined) o.ttl = checkTtl('ttl', opts.ttl)
@@ -204,6 +213,8 @@ export function resolveOptions (opts: HttpCacheOptions): ResolvedOptions {
     if (opts.onEvictError !== 'ignore' && opts.onEvictError !== 'fail') fail('onEvictError', '"ignore" or "fail"', opts.onEvictError)
     o.onEvictError = opts.onEvictError
   }
+  if (opts.cacheStatus !== undefined) o.cacheStatus = checkCacheStatus('cacheStatus', opts.cacheStatus)
+  if (opts.metrics !== undefined) o.metrics = checkMetrics('metrics', opts.metrics)
   const r = opts.redis
   if (r !== undefined && typeof r !== 'string' && (r === null || typeof r !== 'object' || typeof (r as { mgetBuffer?: unknown }).mgetBuffer !== 'function')) {
     fail('redis', 'an ioredis Redis or Cluster instance or a redis:// URL', r)

@@ -1,6 +1,8 @@
 // What the read and write paths of a cached route share: the plugin's context, the route's settings
 // made ready for requests, and the state one request carries from its lookup to its onSend.
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Detail, Forward } from './cache-status.js'
+import type { Counters, Stats } from './stats.js'
 import type { CacheEntry } from './entry.js'
 import type { KeyBuilder } from './keys.js'
 import type { L1 } from './l1.js'
@@ -48,6 +50,9 @@ export interface RequestState {
   before: Record<string, unknown> | undefined
   /** Policy 'http': an unsafe method, whose success invalidates its URL (RFC 9111 §4.4). */
   unsafe: boolean
+  /** Why the request reaches the handler, and where the cache stepped aside (Cache-Status, stats). */
+  fwd: Forward
+  detail: Detail | undefined
 }
 
 declare module 'fastify' {
@@ -74,7 +79,9 @@ export function newState (key: string, origin: string | undefined, own: boolean)
     conditional: undefined,
     variants: undefined,
     before: undefined,
-    unsafe: false
+    unsafe: false,
+    fwd: 'uri-miss',
+    detail: undefined
   }
   return state
 }
@@ -96,6 +103,8 @@ export interface HookContext {
   inject: (url: string, headers: IncomingHttpHeaders) => Promise<{ statusCode: number }>
   /** Secret of this instance's background refreshes. */
   token: string
+  /** Outcome, eviction and error counters (stats(), metrics). */
+  stats: Stats
 }
 
 /** One cached route, ready for requests: its settings and what is derived from them once. */
@@ -120,6 +129,11 @@ export interface RouteRun {
   direct: boolean
   /** Fastify's header table symbol on replies (null: not found, use getHeaders()). */
   kHeaders: symbol | null | undefined
+  /** The route's URL pattern, and its outcome counters by method. */
+  url: string
+  counters: Map<string, Counters>
+  /** Name of this cache's Cache-Status member; undefined: none. */
+  cacheStatus: string | undefined
 }
 
 export const GO = 0 as const // the request goes on to the handler

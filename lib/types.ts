@@ -70,6 +70,16 @@ export interface HttpCacheOptions {
    * first valid one present replaces Cache-Control and Expires for this cache's decisions. Default [].
    */
   targeted?: string[]
+  /**
+   * Add an RFC 9211 `Cache-Status` member to every response of a cached route: `true` names this cache
+   * `fastify-http-cache`, a string names it. Default false.
+   */
+  cacheStatus?: boolean | string
+  /**
+   * Prometheus metrics through prom-client (an optional peer dependency): `true` for prom-client's default
+   * registry, or `{ registry, prefix }`. Default false.
+   */
+  metrics?: boolean | MetricsOptions
 }
 
 /** Cross-instance stampede lock. */
@@ -205,6 +215,8 @@ export interface HttpCacheApi {
   clear (options?: { namespace?: string }): Promise<number>
   /** Which store serves this instance. */
   readonly storeName: 'memory' | 'redis'
+  /** Requests by outcome (in total and per route), evictions and store errors since this instance started. */
+  stats (): CacheStats
 }
 
 /** `config.cache`: read options on GET routes, write options on POST/PUT/PATCH/DELETE routes (checked at registration). */
@@ -217,4 +229,52 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     cache?: boolean | RouteCacheConfig
   }
+}
+
+/** Requests of one route (or of all of them) by outcome. */
+export interface RouteStats {
+  /** Answered from a fresh entry. */
+  hits: number
+  /** Went to the handler (revalidations included). */
+  misses: number
+  /** Answered from an expired entry (stale-while-revalidate, stale-if-error). */
+  stale: number
+  /** Neither read nor stored (Authorization, Range, `no-store`, unsafe methods under `policy: 'http'`). */
+  bypasses: number
+}
+
+export type EvictionKind = 'group' | 'tag' | 'key' | 'url' | 'clear'
+
+/** Store operations, as `http_cache_errors_total{op}` names them. */
+export type StoreOp = 'lookup' | 'write' | 'registerTags' | 'delete' | 'deleteUrl' | 'evictGroup' | 'evictTag' | 'clear'
+
+/** `fastify.cache.stats()`: this instance's counters since it started. */
+export interface CacheStats extends RouteStats {
+  /** Store calls that failed or timed out. */
+  errors: number
+  /** Keyed `'<METHOD> <route url>'`, e.g. `'GET /products/:id'`. */
+  routes: Record<string, RouteStats>
+  /** Eviction calls by kind. */
+  evictions: Record<EvictionKind, number>
+  errorsByOp: Record<StoreOp, number>
+  store: 'memory' | 'redis'
+  /** The Redis circuit breaker: `open` while calls are skipped, `half-open` while one probes again. */
+  breaker: 'closed' | 'open' | 'half-open'
+  /** Entries and bytes held, where the store can tell (memory). */
+  entries?: number
+  bytes?: number
+}
+
+/** The part of a prom-client `Registry` the plugin uses (prom-client's types are not required). */
+export interface MetricsRegistry {
+  getSingleMetric (name: string): unknown
+  registerMetric (metric: any): void
+}
+
+/** `metrics`: where the Prometheus metrics go. */
+export interface MetricsOptions {
+  /** Default: prom-client's default registry. */
+  registry?: MetricsRegistry
+  /** Put in front of every metric name, e.g. `myapp_`. */
+  prefix?: string
 }

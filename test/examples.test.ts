@@ -74,3 +74,14 @@ for (const policy of ['ttl', 'http']) {
     t.equal((await get(`${gateway}/articles`)).cache, 'HIT')
   })
 }
+
+test('metrics: Cache-Status on responses, the counters on /metrics', async (t) => {
+  const { urls: [base] } = await runExample(t, 'metrics.ts')
+  const miss = await fetch(`${base}/products/1`)
+  t.match(miss.headers.get('cache-status'), /^fastify-http-cache; fwd=uri-miss/)
+  const hit = await fetch(`${base}/products/1`)
+  t.match(hit.headers.get('cache-status'), /^fastify-http-cache; hit; ttl=\d+$/)
+  const text = await (await fetch(`${base}/metrics`)).text()
+  t.match(text, /http_cache_requests_total\{[^}]*outcome="hit"[^}]*\} 1/)
+  t.match(text, /http_cache_lookup_duration_seconds_bucket/)
+})

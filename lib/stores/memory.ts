@@ -106,6 +106,10 @@ export class MemoryStore implements Store {
     this.lru.clear()
   }
 
+  usage (): { entries: number, bytes: number } {
+    return { entries: this.lru.size, bytes: this.lru.calculatedSize }
+  }
+
   private drop (keys: Set<string> | undefined): number {
     let n = 0
     for (const key of [...keys ?? []]) {

@@ -333,6 +333,12 @@ export class RedisStore implements Store {
     return guard
   }
 
+  get breaker (): 'closed' | 'open' | 'half-open' {
+    let state = this.guard.state
+    for (const guard of this.guards.values()) if (guard.state !== 'closed' && state !== 'open') state = guard.state
+    return state
+  }
+
   async close (): Promise<void> {
     if (!this.owned) return
     // QUIT waits for a reply a hung server never sends: bounded like every other call

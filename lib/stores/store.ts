@@ -41,6 +41,10 @@ export interface Store {
   /** Removes every group whose base starts with `start`; resolves to how many keys existed. */
   clear (start: string): Promise<number>
   close (): Promise<void>
+  /** The circuit breaker in front of the store, where it has one (the worst of a Cluster's nodes). */
+  readonly breaker?: 'closed' | 'open' | 'half-open'
+  /** Entries and bytes held, where the store can tell. */
+  usage? (): { entries: number, bytes: number } | undefined
 }
 
 /** The entry keys of `origins` matching `origin` (all of them when undefined). */

@@ -476,6 +476,14 @@ function evictTargets (evict) {
   return (evict.targets ?? []).map((t) => ({ ...t, text: `${t.text} (npm run bench:evict, ${evict.at})` }))
 }
 
+/** The HIT cost of cacheStatus and metrics, as npm run bench:metrics last measured it (kept in results.json). */
+function metricsTargets (metrics) {
+  if (metrics === undefined) {
+    return [{ name: 'HIT cost of metrics', met: null, text: 'not measured here: run npm run bench:metrics (its figures are then listed by every bench run)' }]
+  }
+  return (metrics.targets ?? []).map((t) => ({ ...t, text: `${t.text} (npm run bench:metrics, ${metrics.at})` }))
+}
+
 function printTargets (list) {
   console.log('\ntargets:')
   for (const t of list) {
@@ -642,7 +650,8 @@ async function main () {
     servers: summaries,
     targets: runTargets,
     references: refs,
-    evict: previous.evict // kept from npm run bench:evict
+    evict: previous.evict, // kept from npm run bench:evict
+    metrics: previous.metrics // kept from npm run bench:metrics
   }
   fs.writeFileSync(RESULTS, JSON.stringify(out, null, 2) + '\n')
   const chart = writeChart(out, CHART)
@@ -664,7 +673,7 @@ async function main () {
     console.log(table(latencyRows, ['server', 'req/s', 'p50 ms', 'p99 ms', 'p99 × bare', 'server CPU']))
   }
   for (const s of summaries) if (s.failed !== undefined) console.log(`\nnot measured: ${s.id} (${s.label}): ${s.failed}`)
-  printTargets([...runTargets, ...evictTargets(previous.evict)])
+  printTargets([...runTargets, ...evictTargets(previous.evict), ...metricsTargets(previous.metrics)])
   if (refs.length > 0) {
     console.log("\nthe issue's prototypes, measured beside the plugin (not targets):")
     for (const r of refs) console.log(`  ${r.name}: ${r.text}`)
