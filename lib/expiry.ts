@@ -1,6 +1,7 @@
 // Calendar-aligned expiry: "until the end of the day / week" in a given IANA time zone, computed
 // with the zone rules Node ships (Intl), so it stays right across DST changes, skipped midnights
-// and half/quarter-hour offsets.
+// and half/quarter-hour offsets. A fixed UTC offset ("+01:00") is applied here, not by Intl: only
+// newer V8s take offset zones (Node 24, late 22 releases), and every Node version must agree.
 
 export type Expires = 'endOfDay' | 'endOfWeek'
 
@@ -23,14 +24,29 @@ function describe (value: unknown): string {
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`
 }
 
+// "±HH:MM" (ECMA-262's range) is the one offset spelling taken. Newer Intl also takes "+01", "+0100"
+// and a U+2212 minus, which older Node rejects, so any other signed name is refused on every version.
+const OFFSET = /^([+-])([01]\d|2[0-3]):([0-5]\d)$/
+const SIGNED = /^[+\-\u2212]/
+
+/** The offset in ms of a "±HH:MM" zone, undefined for any other name. */
+function offsetOf (tz: string): number | undefined {
+  const m = OFFSET.exec(tz)
+  if (m === null) return undefined
+  return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * HOUR + Number(m[3]) * 60_000)
+}
+
 export function assertTimezone (what: string, tz: unknown): string {
   if (typeof tz === 'string' && tz.length > 0) {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: tz }) // eslint-disable-line no-new
-      return tz
-    } catch {}
+    if (offsetOf(tz) !== undefined) return tz
+    if (!SIGNED.test(tz)) {
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: tz }) // eslint-disable-line no-new
+        return tz
+      } catch {}
+    }
   }
-  throw new TypeError(`fastify-http-cache: ${what} must be an IANA time zone like "Europe/Paris", got ${describe(tz)}`)
+  throw new TypeError(`fastify-http-cache: ${what} must be an IANA time zone like "Europe/Paris" or a UTC offset like "+01:00", got ${describe(tz)}`)
 }
 
 export function assertExpires (what: string, value: unknown): Expires {
@@ -56,8 +72,11 @@ const MAX_TIME = utc(9999, 12, 24)
  */
 export function createExpiryClock (timeZone: string): ExpiryClock {
   assertTimezone('timeZone', timeZone)
+  // a fixed offset: the UTC clock read that many ms later
+  const fixed = offsetOf(timeZone)
+  const shift = fixed ?? 0
   const format = new Intl.DateTimeFormat('en-US', {
-    timeZone,
+    timeZone: fixed === undefined ? timeZone : 'UTC',
     hourCycle: 'h23',
     year: 'numeric',
     month: 'numeric',
@@ -80,7 +99,7 @@ export function createExpiryClock (timeZone: string): ExpiryClock {
     let hour = 0
     let minute = 0
     let second = 0
-    for (const part of format.formatToParts(t)) {
+    for (const part of format.formatToParts(t + shift)) {
       switch (part.type) {
         case 'year': year = Number(part.value); break
         case 'month': month = Number(part.value); break

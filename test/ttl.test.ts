@@ -193,6 +193,17 @@ for (const backend of backends(t)) {
       t.ok(Math.abs(Date.parse(String(res.headers.expires)) - (Date.parse(String(res.headers.date)) + n * 1000)) <= 2000)
     })
 
+    t.test('expires: endOfDay at a UTC offset: midnight at that offset, on every Node version', async (t) => {
+      const { app } = await open(t, backend, { timezone: '+05:30' })
+      app.get('/offset', { config: { cache: { expires: 'endOfDay' } } }, async () => 'offset')
+      const res = await app.inject('/offset')
+      t.match(res.headers.expires, / 18:30:00 GMT$/, 'midnight at +05:30 is 18:30 GMT')
+      const n = maxAge(res.headers['cache-control'])
+      t.ok(n >= 1 && n <= DAY, `max-age=${n}: a fixed offset has no 25-hour day`)
+      t.ok(Math.abs(Date.parse(String(res.headers.expires)) - (Date.parse(String(res.headers.date)) + n * 1000)) <= 2000)
+      t.equal((await app.inject('/offset')).headers['x-cache'], 'HIT')
+    })
+
     t.test('write-through to an expires route: the HIT it makes carries a consistent Expires too', async (t) => {
       const { app } = await open(t, backend, { timezone: 'Europe/Paris' })
       let calls = 0
@@ -236,12 +247,12 @@ t.test('a bad ttl value (not a function) is a registration error', async (t) => 
 })
 
 t.test('a bad timezone is a registration error naming the option', async (t) => {
-  for (const timezone of ['Mars/Olympus', 'Europe/Pariss', '', 'UTC+25', 42, null]) {
+  for (const timezone of ['Mars/Olympus', 'Europe/Pariss', '', 'UTC+25', '+0100', '+1:00', 42, null]) {
     const err = await registerError(t, { timezone })
     t.type(err, TypeError, JSON.stringify(timezone))
     t.match((err as Error).message, /option "timezone"/)
   }
-  for (const timezone of ['UTC', 'Europe/Paris', 'America/St_Johns', 'Asia/Kathmandu']) {
+  for (const timezone of ['UTC', 'Europe/Paris', 'America/St_Johns', 'Asia/Kathmandu', '+01:00', '-03:30']) {
     t.equal(await registerError(t, { timezone }), undefined, `${timezone} is accepted`)
   }
 })
