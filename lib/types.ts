@@ -33,7 +33,7 @@ export interface HttpCacheOptions {
    * is kept and replayed once the store answers, and what it covers is not served until then.
    */
   onEvictError?: 'ignore' | 'fail'
-  /** IANA time zone of `expires: 'endOfDay' | 'endOfWeek'`. Default `UTC`. */
+  /** IANA time zone or `±HH:MM` UTC offset of `expires: 'endOfDay' | 'endOfWeek'`. Default `UTC`. */
   timezone?: string
   /**
    * Key entries by origin: scheme and host as Fastify resolves them, plus any X-Forwarded-Host/-Proto/
