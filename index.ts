@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+import { adminRoutes, resolveAdmin } from './lib/admin.js'
 import { createApi, createRouteFinder } from './lib/api.js'
 import { createHooks, kState, type HookContext } from './lib/hooks.js'
 import { KeyBuilder } from './lib/keys.js'
@@ -18,6 +19,7 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOptions): Promise<void> {
   const opts = resolveOptions(options)
+  const admin = resolveAdmin(options.admin)
   const keys = new KeyBuilder(opts.prefix)
   const store = await createStore(fastify, options.redis, keys, opts)
   const redis = store instanceof RedisStore ? store : undefined
@@ -125,6 +127,9 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     await Promise.allSettled([...ctx.pending])
     await store.close()
   })
+
+  // opt-in JSON routes to inspect and evict (lib/admin.ts), in a context of their own under the prefix
+  if (admin !== undefined) await fastify.register(adminRoutes(ctx, routes, fastify.cache, admin), { prefix: admin.prefix })
 }
 
 async function createStore (fastify: FastifyInstance, redis: types.HttpCacheOptions['redis'], keys: KeyBuilder, opts: ResolvedOptions): Promise<Store> {
@@ -183,6 +188,7 @@ declare namespace httpCache {
   export type GroupOptions = types.GroupOptions
   export type WrapOptions<A extends unknown[]> = types.WrapOptions<A>
   export type LockOptions = types.LockOptions
+  export type AdminOptions = types.AdminOptions
   export { httpCache as default, httpCache }
 }
 Object.assign(plugin, { default: plugin, httpCache: plugin })

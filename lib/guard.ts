@@ -55,6 +55,12 @@ export class Guard {
     this.cooldown = opts.cooldown ?? 1000
   }
 
+  /** The breaker's state (for the admin API's health route). */
+  get state (): 'closed' | 'open' | 'half-open' {
+    if (this.openUntil === 0) return 'closed'
+    return this.probing || performance.now() >= this.openUntil ? 'half-open' : 'open'
+  }
+
   /** Calls still waiting for an answer or their deadline (for tests: nothing is left behind). */
   get pending (): number {
     let n = 0

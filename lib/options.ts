@@ -82,7 +82,8 @@ export interface WriteSettings {
 
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
   'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone', 'keyOrigin', 'maxOrigins', 'l1', 'lock',
-  'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
+  'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted',
+  'admin']) // checked by lib/admin.ts
 const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate',
   'lock', 'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])
 const LOCK_WAIT_MS = 3000

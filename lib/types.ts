@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler, preHandlerHookHandler } from 'fastify'
 
 /** Plugin options, given once to `register`. */
 export interface HttpCacheOptions {
@@ -64,6 +64,18 @@ export interface HttpCacheOptions {
    * first valid one present replaces Cache-Control and Expires for this cache's decisions. Default [].
    */
   targeted?: string[]
+  /** Opt-in admin API: JSON routes under `prefix` to inspect the cache and evict from it (see the README). */
+  admin?: AdminOptions
+}
+
+/** The admin API's routes and what guards them. */
+export interface AdminOptions {
+  /** Where the routes are mounted. Default `/_cache`. */
+  prefix?: string
+  /** Auth hook(s) run before every admin route and before any input check; required unless `insecure`. */
+  preHandler?: preHandlerHookHandler | preHandlerAsyncHookHandler | Array<preHandlerHookHandler | preHandlerAsyncHookHandler>
+  /** Mount the routes with no preHandler (a private network, tests). Default false. */
+  insecure?: boolean
 }
 
 /** Cross-instance stampede lock. */
