@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler, preHandlerHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify'
 
 /** Plugin options, given once to `register`. */
 export interface HttpCacheOptions {
@@ -68,12 +68,15 @@ export interface HttpCacheOptions {
   admin?: AdminOptions
 }
 
+/** A route's preHandler as Fastify takes it: callback (with `done`) or async. */
+export type AdminHook = (this: ThisParameterType<preHandlerHookHandler>, ...args: Parameters<preHandlerHookHandler>) => void | Promise<unknown>
+
 /** The admin API's routes and what guards them. */
 export interface AdminOptions {
   /** Where the routes are mounted. Default `/_cache`. */
   prefix?: string
   /** Auth hook(s) run before every admin route and before any input check; required unless `insecure`. */
-  preHandler?: preHandlerHookHandler | preHandlerAsyncHookHandler | Array<preHandlerHookHandler | preHandlerAsyncHookHandler>
+  preHandler?: AdminHook | AdminHook[]
   /** Mount the routes with no preHandler (a private network, tests). Default false. */
   insecure?: boolean
 }

@@ -113,3 +113,14 @@ app.get('/stale', { config: { cache: { ttl: 10, staleWhileRevalidate: 30, staleI
 expectError(app.get('/x', { config: { cache: { staleWhileRevalidate: 'long' } } }, async () => 'x'))
 expectError(app.get('/x', { config: { cache: { lock: { wait: 'long' } } } }, async () => 'x'))
 expectAssignable<httpCache.LockOptions>({ wait: 1, lease: 2 })
+
+// admin API: an auth hook (callback or async, one or several), or insecure
+app.register(httpCache, { admin: { prefix: '/_cache', preHandler: (_request, _reply, done) => done() } })
+app.register(httpCache, { admin: { preHandler: async (request, reply) => { if (request.headers.authorization === undefined) await reply.code(401).send() } } })
+app.register(httpCache, { admin: { preHandler: [(_request, _reply, done) => done(), async () => {}] } })
+app.register(httpCache, { admin: { insecure: true } })
+expectAssignable<httpCache.AdminOptions>({ prefix: '/ops', insecure: false })
+expectError(app.register(httpCache, { admin: { preHandler: 'auth' } }))
+expectError(app.register(httpCache, { admin: { prefix: 5 } }))
+expectError(app.register(httpCache, { admin: { insecure: 'yes' } }))
+expectError(app.register(httpCache, { admin: true }))

@@ -387,12 +387,22 @@ export class RedisStore implements Store {
     return await this.on(group).run(() => this.client.smembers(originsOf(group)))
   }
 
-  /** Pings the node (every master on Cluster) directly, bounded by the timeout: the breaker may be open. */
+  /**
+   * Pings the node directly (the breaker may be open), bounded by the timeout. On Cluster, every master
+   * the slot table names: one down or unknown to the client (dropped from its pool) fails the check.
+   */
   async health (): Promise<Health> {
     const start = performance.now()
-    const nodes = this.cluster ? (this.client as Cluster).nodes('master') : [this.client as Redis]
-    const answers = await Promise.all(nodes.map(async (node) => await this.ping(node)))
-    const ok = this.client.status === 'ready' && nodes.length > 0 && answers.every(Boolean)
+    let nodes: Array<Redis | undefined> = [this.client as Redis]
+    if (this.cluster) {
+      const cluster = this.client as Cluster
+      const byName = new Map(cluster.nodes('master').map((n) => [`${n.options.host ?? ''}:${n.options.port ?? ''}`, n]))
+      const names = new Set<string | undefined>()
+      for (let slot = 0; slot < 16384; slot++) names.add(cluster.slots[slot]?.[0])
+      nodes = [...names].map((name) => name === undefined ? undefined : byName.get(name))
+    }
+    const answers = await Promise.all(nodes.map(async (node) => node !== undefined && await this.ping(node)))
+    const ok = this.client.status === 'ready' && answers.every(Boolean)
     return { ok, latencyMs: Math.round((performance.now() - start) * 100) / 100, breaker: this.breaker() }
   }
 
