@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type InjectOptions } from 'fastify'
 import httpCache from '../index.js'
+import { build as buildExample } from '../examples/admin.js'
 import { decodeEntry, decodeValue, decodeVariants, encodeEntry, encodeValue, encodeVariants, type CacheEntry } from '../lib/entry.js'
 import type { HttpCacheOptions } from '../lib/types.js'
 import { backends, registerError } from './helpers/app.js'
@@ -387,4 +388,25 @@ t.test('admin routes are never cached nor autoInvalidate writes, also under poli
   }
   t.same((await admin({ method: 'POST', url: '/_cache/clear' })).json, { evicted: 1 })
   t.same((await admin('/_cache/groups/g/entries')).json, { entries: [], cursor: null })
+})
+
+t.test('examples/admin.ts answers as its comments say, in memory and on Redis', async (t) => {
+  const redis = await startRedis(t)
+  for (const url of [undefined, redis.url]) {
+    const app = await buildExample(url)
+    t.teardown(() => app.close())
+    t.equal(app.cache.storeName, url === undefined ? 'memory' : 'redis')
+    await cached(app, '/products/1')
+    await cached(app, '/products/2')
+    const T = { authorization: 'Bearer secret' }
+    t.equal((await app.inject('/_cache/health')).statusCode, 401)
+    t.equal((await app.inject({ url: '/_cache/health', headers: T })).json().ok, true)
+    const page = (await app.inject({ url: '/_cache/groups/products/entries?limit=1', headers: T })).json()
+    t.equal(page.entries.length, 1)
+    t.type(page.cursor, 'string')
+    t.same((await app.inject({ url: '/_cache/entry?url=/products/1', headers: T })).json().tags, ['product:1'])
+    t.same((await app.inject({ method: 'DELETE', url: '/_cache/entry?url=/products/1', headers: T })).json(), { evicted: true })
+    t.same((await app.inject({ method: 'DELETE', url: '/_cache/tags/product:2', headers: T })).json(), { evicted: 1 })
+    await app.close()
+  }
 })
