@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+import { adminRoutes, resolveAdmin } from './lib/admin.js'
 import { createApi, createRouteFinder } from './lib/api.js'
 import { createHooks, kState, type HookContext } from './lib/hooks.js'
 import { KeyBuilder } from './lib/keys.js'
@@ -22,6 +23,7 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOptions): Promise<void> {
   const opts = resolveOptions(options)
+  const admin = resolveAdmin(options.admin)
   const keys = new KeyBuilder(opts.prefix)
   const stats = new Stats()
   // before any client is made: a missing prom-client or a clashing metric fails the registration cleanly
@@ -143,6 +145,9 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     await Promise.allSettled([...ctx.pending])
     await store.close()
   })
+
+  // opt-in JSON routes to inspect and evict (lib/admin.ts), in a context of their own under the prefix
+  if (admin !== undefined) await fastify.register(adminRoutes(ctx, routes, fastify.cache, admin), { prefix: admin.prefix })
 }
 
 async function createStore (fastify: FastifyInstance, redis: types.HttpCacheOptions['redis'], keys: KeyBuilder, opts: ResolvedOptions): Promise<Store> {
@@ -204,6 +209,7 @@ declare namespace httpCache {
   export type CacheStats = types.CacheStats
   export type RouteStats = types.RouteStats
   export type MetricsOptions = types.MetricsOptions
+  export type AdminOptions = types.AdminOptions
   export { httpCache as default, httpCache }
 }
 Object.assign(plugin, { default: plugin, httpCache: plugin })

@@ -90,7 +90,7 @@ export function createApi ({ opts, store, keys, stats }: HookContext, routes: Ro
       const ttl = options?.ttl === undefined ? opts.ttl : checkTtl('ttl', options.ttl)
       const tags = tagList(options?.tags)
       await store.registerTags(base, tags)
-      await store.write(keys.value(base, name(key)), base, encodeValue(value), ttl * 1000, undefined, tags)
+      await store.write(keys.value(base, name(key)), base, encodeValue(value, tags), ttl * 1000, undefined, tags)
     },
     async has (key, options) {
       const base = baseOf(options)
@@ -125,7 +125,7 @@ export function createApi ({ opts, store, keys, stats }: HookContext, routes: Ro
           const value = await fn(...args)
           // conditional on the generation read above: an eviction during fn() wins over its result
           if (registered) {
-            await store.write(key, base, encodeValue(value), ttl * 1000, generation, tags)
+            await store.write(key, base, encodeValue(value, tags), ttl * 1000, generation, tags)
               .catch((err: unknown) => log.debug({ err }, 'fastify-http-cache: wrap could not store a result'))
           }
           return value
@@ -141,7 +141,7 @@ export function createApi ({ opts, store, keys, stats }: HookContext, routes: Ro
 }
 
 // A path evicts the URL under every origin; an absolute URL under its own (and its forwarded variants).
-function target (url: unknown, keyOrigin: boolean): { path: string, origin: string | undefined } {
+export function target (url: unknown, keyOrigin: boolean): { path: string, origin: string | undefined } {
   if (typeof url === 'string' && url.startsWith('/')) return { path: url, origin: undefined }
   if (typeof url === 'string' && /^https?:\/\//i.test(url)) {
     try {

@@ -21,6 +21,8 @@ export interface CacheEntry {
   vary: Record<string, string> | undefined
   /** Under policy 'http': what reuse needs beyond the freshness lifetime; undefined for 'ttl' entries. */
   http?: HttpMeta
+  /** Tags the entry was stored under (read back by the admin API); absent in entries stored before tags were kept. */
+  tags?: string[]
 }
 
 /** RFC 9111 state of an entry stored under policy 'http'. Its `ttl` is then the freshness lifetime (0: stale at once). */
@@ -56,14 +58,24 @@ const VERSION = 2
 // Under policy 'http' a key holds every variant of its URL (Vary), newest first
 const VARIANTS = 3
 
-/** A positional array: no field names stored per entry, and the cheapest shape to decode. */
-export function encodeEntry (e: CacheEntry): Buffer {
-  return packr.pack([VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null])
+/**
+ * A positional array: no field names stored per entry, and the cheapest shape to decode. The tags the
+ * write carries follow as one optional last field (entries without it, older ones too, have none).
+ */
+export function encodeEntry (e: CacheEntry, tags?: readonly string[]): Buffer {
+  const fields: unknown[] = [VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null]
+  if (tags !== undefined && tags.length > 0) fields.push(tags)
+  return packr.pack(fields)
 }
 
-/** The variants of one URL in one value: policy 'http' keys hold them all, so invalidation reaches every one. */
-export function encodeVariants (list: readonly CacheEntry[]): Buffer {
-  return packr.pack([VARIANTS, list.map((e) => [e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null, e.http?.age ?? 0, e.http?.flags ?? 0])])
+/**
+ * The variants of one URL in one value: policy 'http' keys hold them all, so invalidation reaches every
+ * one. The key's tags (those of its last write) follow the list as an optional field.
+ */
+export function encodeVariants (list: readonly CacheEntry[], tags?: readonly string[]): Buffer {
+  const value: unknown[] = [VARIANTS, list.map((e) => [e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null, e.http?.age ?? 0, e.http?.flags ?? 0])]
+  if (tags !== undefined && tags.length > 0) value.push(tags)
+  return packr.pack(value)
 }
 
 // Stores that hand back the very same Buffer (memory, L1) decode it once.
@@ -87,13 +99,18 @@ export function decodeVariants (bytes: Buffer, memo = false): CacheEntry[] | und
   if (!Array.isArray(a)) return undefined
   let list: CacheEntry[] | undefined
   if (a[0] === VERSION) {
-    const e = fromFields(a, 1, false)
+    const tags = a.length === 11 ? tagsOf(a.pop()) : undefined
+    const e = tags === null ? undefined : fromFields(a, 1, false)
+    if (e !== undefined && tags != null) e.tags = tags
     list = e === undefined ? undefined : [e]
-  } else if (a[0] === VARIANTS && a.length === 2 && Array.isArray(a[1]) && a[1].length > 0) {
+  } else if (a[0] === VARIANTS && (a.length === 2 || a.length === 3) && Array.isArray(a[1]) && a[1].length > 0) {
+    const tags = a.length === 3 ? tagsOf(a[2]) : undefined
+    if (tags === null) return undefined
     list = []
     for (const f of a[1] as unknown[]) {
       const e = Array.isArray(f) ? fromFields(f, 0, true) : undefined
       if (e === undefined) return undefined
+      if (tags !== undefined) e.tags = tags
       list.push(e)
     }
   }
@@ -133,6 +150,11 @@ function fromFields (a: unknown[], at: number, http: boolean): CacheEntry | unde
  */
 export function decodeEntry (bytes: Buffer, memo = false): CacheEntry | undefined {
   return decodeVariants(bytes, memo)?.[0]
+}
+
+// null: not a list of tag names (then the bytes are not ours)
+function tagsOf (v: unknown): string[] | null {
+  return Array.isArray(v) && v.every((t) => typeof t === 'string') ? v as string[] : null
 }
 
 const isTime = (n: unknown): boolean => typeof n === 'number' && n >= 0 && Number.isFinite(n)
@@ -176,11 +198,12 @@ function validVary (vary: unknown): boolean {
   return true
 }
 
-export function encodeValue (value: unknown): Buffer {
-  return packr.pack({ v: 1, value })
+/** An application value (set, wrap); its tags, when given, kept beside it for the admin API. */
+export function encodeValue (value: unknown, tags?: readonly string[]): Buffer {
+  return packr.pack(tags !== undefined && tags.length > 0 ? { v: 1, value, tags } : { v: 1, value })
 }
 
-export function decodeValue (bytes: Buffer): { value: unknown } | undefined {
+export function decodeValue (bytes: Buffer): { value: unknown, tags?: unknown } | undefined {
   try {
     const d = packr.unpack(bytes)
     return d !== null && typeof d === 'object' && d.v === 1 && 'value' in d ? d : undefined

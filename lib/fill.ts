@@ -314,7 +314,7 @@ function write (run: RouteRun, request: FastifyRequest, state: RequestState, ent
     return
   }
   const { ctx, route } = run
-  const value = run.http ? encodeVariants(withVariants(run, entry, state.variants)) : encodeEntry(entry)
+  const value = run.http ? encodeVariants(withVariants(run, entry, state.variants), state.tags) : encodeEntry(entry, state.tags)
   const p = ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
     .then((written) => {
       if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')

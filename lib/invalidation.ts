@@ -94,6 +94,6 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
       vary: undefined
     }
     await store.registerTags(base, tags)
-    await store.write(key, base, encodeEntry(entry), keepFor(entry), undefined, tags, origin)
+    await store.write(key, base, encodeEntry(entry, tags), keepFor(entry), undefined, tags, origin)
   }
 }

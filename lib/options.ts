@@ -90,7 +90,8 @@ export interface WriteSettings {
 
 const PLUGIN_KEYS = new Set(['redis', 'prefix', 'ttl', 'statusHeader', 'maxEntrySize', 'memory', 'clientDirectives', 'timeout',
   'defaultGroup', 'namespace', 'routeNamespaces', 'autoInvalidate', 'timezone', 'keyOrigin', 'maxOrigins', 'l1', 'lock',
-  'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted', 'onEvictError'])
+  'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted', 'onEvictError',
+  'admin']) // admin: checked by lib/admin.ts
 PLUGIN_KEYS.add('cacheStatus').add('metrics')
 const ROUTE_KEYS = new Set(['ttl', 'expires', 'group', 'private', 'clientDirectives', 'tags', 'key', 'vary', 'varyBy', 'namespace', 'autoInvalidate',
   'lock', 'staleWhileRevalidate', 'staleIfError', 'policy', 'heuristic', 'targeted'])

@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify'
 
 /** Plugin options, given once to `register`. */
 export interface HttpCacheOptions {
@@ -80,6 +80,21 @@ export interface HttpCacheOptions {
    * registry, or `{ registry, prefix }`. Default false.
    */
   metrics?: boolean | MetricsOptions
+  /** Opt-in admin API: JSON routes under `prefix` to inspect the cache and evict from it (see the README). */
+  admin?: AdminOptions
+}
+
+/** A route's preHandler as Fastify takes it: callback (with `done`) or async. */
+export type AdminHook = (this: ThisParameterType<preHandlerHookHandler>, ...args: Parameters<preHandlerHookHandler>) => void | Promise<unknown>
+
+/** The admin API's routes and what guards them. */
+export interface AdminOptions {
+  /** Where the routes are mounted. Default `/_cache`. */
+  prefix?: string
+  /** Auth hook(s) run before every admin route and before any input check; required unless `insecure`. */
+  preHandler?: AdminHook | AdminHook[]
+  /** Mount the routes with no preHandler (a private network, tests). Default false. */
+  insecure?: boolean
 }
 
 /** Cross-instance stampede lock. */

@@ -135,3 +135,13 @@ expectType<httpCache.RouteStats | undefined>(stats.routes['GET /a'] as httpCache
 expectType<'closed' | 'open' | 'half-open'>(stats.breaker)
 expectType<number | undefined>(stats.bytes)
 expectError(stats.hits = 'x')
+// admin API: an auth hook (callback or async, one or several), or insecure
+app.register(httpCache, { admin: { prefix: '/_cache', preHandler: (_request, _reply, done) => done() } })
+app.register(httpCache, { admin: { preHandler: async (request, reply) => { if (request.headers.authorization === undefined) await reply.code(401).send() } } })
+app.register(httpCache, { admin: { preHandler: [(_request, _reply, done) => done(), async () => {}] } })
+app.register(httpCache, { admin: { insecure: true } })
+expectAssignable<httpCache.AdminOptions>({ prefix: '/ops', insecure: false })
+expectError(app.register(httpCache, { admin: { preHandler: 'auth' } }))
+expectError(app.register(httpCache, { admin: { prefix: 5 } }))
+expectError(app.register(httpCache, { admin: { insecure: 'yes' } }))
+expectError(app.register(httpCache, { admin: true }))

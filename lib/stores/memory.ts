@@ -1,10 +1,21 @@
 import { LRUCache } from 'lru-cache'
 import { entryPrefixOf } from '../keys.js'
-import { originMatches, type Lookup, type Store } from './store.js'
+import { originMatches, type Health, type Lookup, type Page, type Store } from './store.js'
 
 const MAX_TAGS = 100_000
+// admin listings in progress: a cursor older than this, or beyond this many, is forgotten
+const CURSOR_TTL_MS = 10 * 60 * 1000
+const MAX_CURSORS = 256
 
 interface Slot { value: Buffer, group: string, tags: readonly string[] | undefined }
+
+/**
+ * One walk of a group's index: a live Set iterator visits every key present throughout exactly once,
+ * whatever is added or removed meanwhile. `ahead` is read one key early, so the last page says so.
+ */
+interface Walk { group: string, iter: Iterator<string>, ahead: IteratorResult<string> }
+/** A cursor: where in a walk a page starts, and that page once made (asking again gives it again). */
+interface Mark { walk: Walk, keys: string[] | undefined, next: string | null }
 
 /** Embedded store: a byte-bounded LRU (lru-cache) with per-group indexes, tag indexes and generations. */
 export class MemoryStore implements Store {
@@ -18,6 +29,8 @@ export class MemoryStore implements Store {
   // groups that registered each tag; bounded, oldest first out: a forgotten registration only weakens a
   // rare race. A plain Map: lru-cache preallocates `max` slots (over 1 MB) for a table usually empty.
   private readonly tagGroups = new Map<string, Set<string>>()
+  private cursors: LRUCache<string, Mark> | undefined
+  private cursorIds = 0
 
   constructor (maxBytes: number, private readonly maxOrigins = Infinity) {
     this.lru = new LRUCache<string, Slot>({
@@ -108,6 +121,47 @@ export class MemoryStore implements Store {
 
   usage (): { entries: number, bytes: number } {
     return { entries: this.lru.size, bytes: this.lru.calculatedSize }
+  }
+
+  async entries (group: string, cursor: string | undefined, limit: number): Promise<Page> {
+    // made on first use: most apps never list
+    const cursors = this.cursors ??= new LRUCache<string, Mark>({ max: MAX_CURSORS, ttl: CURSOR_TTL_MS })
+    let mark: Mark | undefined
+    if (cursor === undefined) {
+      const iter = (this.groups.get(group) ?? new Set<string>()).values()
+      mark = { walk: { group, iter, ahead: iter.next() }, keys: undefined, next: null }
+    } else {
+      mark = cursors.get(cursor)
+      if (mark === undefined || mark.walk.group !== group) throw new TypeError('fastify-http-cache: unknown or expired cursor')
+    }
+    if (mark.keys === undefined) {
+      const walk = mark.walk
+      const keys: string[] = []
+      while (walk.ahead.done !== true && keys.length < limit) {
+        const key = walk.ahead.value
+        walk.ahead = walk.iter.next()
+        if (this.lru.has(key)) keys.push(key)
+      }
+      mark.keys = keys
+      if (walk.ahead.done !== true) {
+        mark.next = `m${++this.cursorIds}`
+        cursors.set(mark.next, { walk, keys: undefined, next: null })
+      }
+    }
+    const items = []
+    for (const key of mark.keys) {
+      const slot = this.lru.peek(key) // not a use: listing leaves the LRU order alone
+      if (slot !== undefined) items.push({ key, value: slot.value })
+    }
+    return { items, cursor: mark.next }
+  }
+
+  async listOrigins (group: string): Promise<string[]> {
+    return [...this.origins.get(group) ?? []]
+  }
+
+  async health (): Promise<Health> {
+    return { ok: true, latencyMs: 0, breaker: null }
   }
 
   private drop (keys: Set<string> | undefined): number {

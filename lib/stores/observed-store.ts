@@ -2,7 +2,7 @@
 // failed calls (lib/stats.ts) and, when metrics are on, times lookups. Answers are passed on unchanged.
 import { performance } from 'node:perf_hooks'
 import type { Stats, StoreOp } from '../stats.js'
-import type { Lookup, Store } from './store.js'
+import type { Health, Lookup, Page, Store } from './store.js'
 
 /** Takes one lookup's duration in seconds (the Prometheus histogram). */
 export type LookupTimer = (seconds: number) => void
@@ -82,6 +82,19 @@ export class ObservedStore implements Store {
   async clear (start: string): Promise<number> {
     this.stats.evictions.clear++
     return await this.inner.clear(start).catch((err: unknown) => this.failed('clear', err))
+  }
+
+  // the admin API's reads: not counted among the cache's lookups
+  async entries (group: string, cursor: string | undefined, limit: number): Promise<Page> {
+    return await this.inner.entries(group, cursor, limit)
+  }
+
+  async listOrigins (group: string): Promise<string[]> {
+    return await this.inner.listOrigins(group)
+  }
+
+  async health (): Promise<Health> {
+    return await this.inner.health()
   }
 
   async close (): Promise<void> {

@@ -10,7 +10,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import { entryPrefixOf } from '../keys.js'
 import { StoreUnavailableError } from '../guard.js'
-import type { Invalidation, Lookup, Store } from './store.js'
+import type { Health, Invalidation, Lookup, Page, Store } from './store.js'
 import { originMatches } from './store.js'
 
 export interface PendingStoreOptions {
@@ -127,6 +127,27 @@ export class PendingStore implements Store {
 
   async clear (start: string): Promise<number> {
     return await this.kept(`c ${start}`, () => this.clears.add(start), this.inner.clear(start), ALL)
+  }
+
+  get breaker (): 'closed' | 'open' | 'half-open' | undefined {
+    return this.inner.breaker
+  }
+
+  usage (): { entries: number, bytes: number } | undefined {
+    return this.inner.usage?.()
+  }
+
+  // the admin API's reads: nothing to keep
+  async entries (group: string, cursor: string | undefined, limit: number): Promise<Page> {
+    return await this.inner.entries(group, cursor, limit)
+  }
+
+  async listOrigins (group: string): Promise<string[]> {
+    return await this.inner.listOrigins(group)
+  }
+
+  async health (): Promise<Health> {
+    return await this.inner.health()
   }
 
   async close (): Promise<void> {

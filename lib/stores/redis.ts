@@ -1,9 +1,10 @@
+import { performance } from 'node:perf_hooks'
 import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { Guard, type GuardOptions } from '../guard.js'
 import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
-import type { Invalidation, Lookup, Store } from './store.js'
+import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
 // Every script touches only keys of one group (one hash tag), so each runs on one Cluster slot.
 // Scripts that remove or replace keys publish what they removed ('g<group>' or 'k<key>') on the
@@ -122,6 +123,40 @@ end
 return n
 `
 
+// KEYS: index. ARGV: SSCAN cursor, key to resume after ('' = none), limit, most SSCAN calls.
+// One page of the admin API's listing. SSCAN with COUNT 1 returns one run of hash table buckets per
+// call (a small listpack set: all of it, cursor 0); a run that does not fit in the page is left whole
+// for the next one, whose cursor is then the run's own start: no member is listed twice, none skipped.
+// Only a run larger than a page is split, sorted, resuming after its last key listed. Returns
+// {cursor ('0' with no resume key: the end), resume key, key1, value1, key2, value2...}; members that
+// expired are skipped.
+const ENTRIES = `
+local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+while true do
+  local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 1)
+  local run = r[2]
+  table.sort(run)
+  local live = {}
+  for _, key in ipairs(run) do
+    if key > after then
+      local v = redis.pcall('GET', key)
+      if type(v) == 'string' then live[#live + 1] = key; live[#live + 1] = v end
+    end
+  end
+  if #out + #live > 2 * limit then
+    if #out > 0 then return {cursor, '', unpack(out)} end
+    for i = 1, 2 * limit do out[i] = live[i] end
+    return {cursor, live[2 * limit - 1], unpack(out)}
+  end
+  for i = 1, #live do out[#out + 1] = live[i] end
+  after = ''
+  cursor = r[1]
+  calls = calls - 1
+  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {cursor, '', unpack(out)} end
+end
+`
+
 // KEYS: lock. ARGV: token. Releases a lock only its holder still holds.
 const UNLOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -130,6 +165,8 @@ return 0
 
 // How long a registration made before a handler runs holds at least (far beyond any request).
 const REGISTRATION_MS = 10 * 60 * 1000
+// SSCAN calls per listed key an admin page may make while the members it meets have expired
+const MAX_SCANS_PER_PAGE = 4
 
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1 | 2, string]>
@@ -139,6 +176,7 @@ type Client = (Redis | Cluster) & {
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
   httpCacheDeleteUrl (origins: string, index: string, gen: string, channel: string, prefix: string, rest: string, origin: string): Promise<number>
   httpCacheUnlock (lock: string, token: string): Promise<number>
+  httpCacheEntriesBuffer (index: string, cursor: string, after: string, limit: number, calls: number): Promise<[Buffer, Buffer, ...Buffer[]]>
 }
 
 export interface RedisStoreOptions {
@@ -179,6 +217,7 @@ export class RedisStore implements Store {
       client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 3, lua: DELETE_URL })
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
+      client.defineCommand('httpCacheEntries', { numberOfKeys: 1, lua: ENTRIES })
     }
     this.guardOptions = { timeout: opts.timeout, log: opts.log, isReady: () => client.status === 'ready' }
     this.guard = new Guard(this.guardOptions)
@@ -339,10 +378,67 @@ export class RedisStore implements Store {
     return state
   }
 
+  async entries (group: string, cursor: string | undefined, limit: number): Promise<Page> {
+    const index = indexOf(group)
+    const [scan, after] = cursor === undefined ? ['0', ''] : readCursor(cursor)
+    const [next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(index, scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
+    const items: StoredItem[] = []
+    for (let i = 0; i < flat.length; i += 2) items.push({ key: flat[i].toString(), value: flat[i + 1] })
+    const resume = last.toString()
+    const at = next.toString()
+    return { items, cursor: at === '0' && resume === '' ? null : makeCursor(at, resume === '' ? '' : resume.slice(group.length)) }
+  }
+
+  async listOrigins (group: string): Promise<string[]> {
+    return await this.on(group).run(() => this.client.smembers(originsOf(group)))
+  }
+
+  /**
+   * Pings the node directly (the breaker may be open), bounded by the timeout. On Cluster, every master
+   * the slot table names: one down or unknown to the client (dropped from its pool) fails the check.
+   */
+  async health (): Promise<Health> {
+    const start = performance.now()
+    let nodes: Array<Redis | undefined> = [this.client as Redis]
+    if (this.cluster) {
+      const cluster = this.client as Cluster
+      const byName = new Map(cluster.nodes('master').map((n) => [`${n.options.host ?? ''}:${n.options.port ?? ''}`, n]))
+      const names = new Set<string | undefined>()
+      for (let slot = 0; slot < 16384; slot++) names.add(cluster.slots[slot]?.[0])
+      nodes = [...names].map((name) => name === undefined ? undefined : byName.get(name))
+    }
+    const answers = await Promise.all(nodes.map(async (node) => node !== undefined && await this.ping(node)))
+    const ok = this.client.status === 'ready' && answers.every(Boolean)
+    return { ok, latencyMs: Math.round((performance.now() - start) * 100) / 100, breaker: this.breaker }
+  }
+
+  private async ping (node: Redis): Promise<boolean> {
+    if (node.status !== 'ready') return false
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<boolean>((resolve) => { timer = setTimeout(resolve, this.guardOptions.timeout, false) })
+    try {
+      return await Promise.race([node.ping().then(() => true, () => false), late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   async close (): Promise<void> {
     if (!this.owned) return
     // QUIT waits for a reply a hung server never sends: bounded like every other call
     await this.guard.run(() => this.client.quit()).catch(() => {})
     this.client.disconnect()
   }
+}
+
+function makeCursor (scan: string, after: string): string {
+  return Buffer.from(JSON.stringify([scan, after])).toString('base64url')
+}
+
+function readCursor (cursor: string): [string, string] {
+  try {
+    const c: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString())
+    if (Array.isArray(c) && c.length === 2 && typeof c[0] === 'string' && /^\d{1,20}$/.test(c[0]) && typeof c[1] === 'string') return [c[0], c[1]]
+  } catch {}
+  throw new TypeError('fastify-http-cache: not a cursor of this listing')
 }

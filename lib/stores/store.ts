@@ -4,6 +4,18 @@ export interface Lookup { value: Buffer | null, generation: string }
 /** An eviction, as the stores report it to an in-process tier (L1) and publish it to other instances. */
 export type Invalidation = { group: string } | { key: string } | { all: true }
 
+/** One stored key and its bytes, as the admin API lists them. */
+export interface StoredItem { key: string, value: Buffer }
+
+/** A page of a group's keys; `cursor` continues it, null at the end. */
+export interface Page { items: StoredItem[], cursor: string | null }
+
+/** A circuit breaker's state: closed (calls go through), open (skipped), half-open (one probe let through). */
+export type Breaker = 'closed' | 'open' | 'half-open'
+
+/** Whether the store answers now, how long it took in ms, and its breaker (null: a store without one). */
+export interface Health { ok: boolean, latencyMs: number, breaker: Breaker | null }
+
 /**
  * What every store offers. Values are opaque bytes (the entry codec lives above the store); a group is
  * named by its key base (see lib/keys.ts), so namespaces need nothing from the stores.
@@ -45,6 +57,16 @@ export interface Store {
   readonly breaker?: 'closed' | 'open' | 'half-open'
   /** Entries and bytes held, where the store can tell. */
   usage? (): { entries: number, bytes: number } | undefined
+  // For the admin API (lib/admin.ts): reads through the group's own indexes, never a keyspace scan.
+  /**
+   * Up to `limit` live keys of a group with their bytes, from `cursor` (undefined: the start); a key
+   * present throughout a walk is listed exactly once. Throws a TypeError for a cursor it did not make.
+   */
+  entries (group: string, cursor: string | undefined, limit: number): Promise<Page>
+  /** The origins the group recorded its entries under (see `deleteUrl`). */
+  listOrigins (group: string): Promise<string[]>
+  /** Pings the store (bounded by the timeout); never rejects. */
+  health (): Promise<Health>
 }
 
 /** The entry keys of `origins` matching `origin` (all of them when undefined). */
