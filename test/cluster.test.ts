@@ -328,7 +328,7 @@ t.test('L1 on a Cluster: invalidations published by a script on one master reach
     return await state(app, `/${group}/1`) === 'HIT'
   }, 5000, 50)
   t.equal(await state(app, `/${group}/1`), 'HIT', 'an entry only the reader\'s L1 still holds')
-  t.equal(await writer.cache.evictGroup(group), 0, 'nothing left in Redis, but the eviction is published')
+  t.equal(await writer.cache.evictGroup(group), 1, 'only the index left in Redis (evictGroup counts what it named), and the eviction is published')
   await until('the eviction reaches the reader\'s L1', async () => await state(app, `/${group}/1`) === 'MISS', 2000, 10)
   t.pass('the reader dropped its copy: the message went from the group\'s master through the cluster bus')
 })
@@ -470,14 +470,17 @@ t.test('a group first stored while the groups registry\'s master is down is stil
 
   await cluster.kill(registryMaster.port)
   t.equal(await state(app, `/${group}/1`), 'MISS')
-  await until('the entry is stored', async () => (await on(owner).keys(`${prefix}:{${group}}:e:*`)).length === 1)
-  await sleep(TIMEOUT + 100) // the registration in <prefix>:groups has failed (timed out) by now
   const promoted = await cluster.waitForPromotion(registryMaster.port, 20_000)
   t.comment(`groups registry of ${prefix} on ${registryMaster.port}, taken over by ${promoted.port}; group ${group} on ${owner}`)
-  t.equal(await client.sismember(`${prefix}:groups`, `${prefix}:{${group}}:`), 0, 'the first write could not register the group')
+  // its group could not be registered, so a clear() could not have found it: not stored
+  t.equal((await on(owner).keys(`${prefix}:{${group}}:e:*`)).length, 0, 'the miss whose group could not be registered is not stored')
 
-  t.equal(await state(app, `/${group}/2`), 'MISS', 'a later write of the group')
-  await until('the group is registered', async () => await client.sismember(`${prefix}:groups`, `${prefix}:{${group}}:`) === 1, 3000)
-  t.equal(await app.cache.clear(), 2)
-  t.equal(await state(app, `/${group}/1`), 'MISS', 'clear() reached the group')
+  await until('a miss after the failover registers its group', async () => {
+    await state(app, `/${group}/2`)
+    return await client.sismember(`${prefix}:groups`, `${prefix}:{${group}}:`) === 1
+  }, 5000, 50)
+  await until('and is stored', async () => (await on(owner).keys(`${prefix}:{${group}}:e:*`)).length === 1)
+  t.equal(await state(app, `/${group}/2`), 'HIT')
+  t.equal(await app.cache.clear(), 1)
+  t.equal(await state(app, `/${group}/2`), 'MISS', 'clear() reached the group')
 })
