@@ -10,8 +10,8 @@ import type { Invalidation, Lookup, Store } from './store.js'
 // How long a registration made before a handler runs holds at least (far beyond any request).
 const REGISTRATION_MS = 10 * 60 * 1000
 
-// How long one reclaim script may hold Redis (µs): other clients wait at most about this long.
-const RECLAIM_BUDGET_US = 1000
+// How long one reclaim script may hold Redis (µs), plus one batch: other clients wait at most about this long.
+const RECLAIM_BUDGET_US = 500
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
 

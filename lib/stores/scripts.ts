@@ -159,7 +159,7 @@ local start = t[1] * 1000000 + t[2]
 local removed = 0
 local done = false
 while true do
-  local batch = redis.call('SPOP', KEYS[1], 100)
+  local batch = redis.call('SPOP', KEYS[1], 50)
   for _, key in ipairs(batch) do
     local head = redis.pcall('GETRANGE', key, 0, 40)
     local keep = false
@@ -175,7 +175,7 @@ while true do
       redis.call('SREM', KEYS[2], key)
     end
   end
-  if #batch < 100 then done = true break end
+  if #batch < 50 then done = true break end
   t = redis.call('TIME')
   if t[1] * 1000000 + t[2] - start >= budget then break end
 end
