@@ -7,7 +7,9 @@
 //     …i                                              index of the group's keys
 //     …g                                              eviction generation of the group
 //     …t:<tag>                                        the group's keys carrying a tag
+//     …r:<generation>, …R                             keys an eviction left to reclaim, and the list of those sets
 //   <prefix>:groups                                   bases that hold keys (for clear())
+//   <prefix>:reclaim                                  bases with keys left to reclaim
 //   <prefix>:tag:{<tag>}                              bases that hold keys carrying a tag (for evictTag())
 // A space separates the parts of an entry key: no request target or canonical query contains one.
 // The origin (`http://host`, plus any forwarding headers a handler could reflect) keeps a response
@@ -50,6 +52,11 @@ export class KeyBuilder {
 
   groups (): string {
     return `${this.prefix}:groups`
+  }
+
+  /** Groups with evicted keys still to reclaim (see lib/stores/reclaim.ts). */
+  reclaims (): string {
+    return `${this.prefix}:reclaim`
   }
 
   /** Pub/sub channel of evictions (see lib/stores/redis.ts). */

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis'
 import { pack, unpack } from 'msgpackr'
 import httpCache from '../index.js'
 import { decodeEntry, encodeEntry, type CacheEntry } from '../lib/entry.js'
+import { stamped, unstamped } from '../lib/stores/redis.js'
 import { startRedis } from './helpers/redis.js'
 import { deferred } from './helpers/gate.js'
 import { until } from './helpers/until.js'
@@ -54,6 +55,11 @@ async function keysMatching (client: Redis, pattern: string): Promise<string[]> 
 /** The plugin writes after the response is sent: wait until the key is there. */
 async function stored (client: Redis, key: string): Promise<void> {
   await until(`${key} to be stored`, async () => (await client.exists(key)) === 1)
+}
+
+// An eviction makes keys unreachable at once and reclaims them behind it: waits until they are gone.
+async function reclaimed (client: Redis, pattern: string, left: string[] = []): Promise<void> {
+  await until(`${pattern} reclaimed`, async () => JSON.stringify(await keysMatching(client, pattern)) === JSON.stringify(left))
 }
 
 // app.inject requests come from light-my-request's default Host: their entries are keyed by this origin
@@ -169,6 +175,7 @@ test('custom prefix', async (t) => {
   await app.cache.set('v', 1)
   t.equal(await r.exists('shop-cache:{default}:v:v'), 1, 'application values use the prefix too')
   t.equal(await app.cache.evictGroup('catalog'), 1)
+  await reclaimed(r, 'shop-cache:{catalog}:*', ['shop-cache:{catalog}:g'])
   t.equal(await r.exists(E('catalog', '/p', 'shop-cache')), 0)
   await app.close()
 })
@@ -209,7 +216,7 @@ test('the stored entry decodes and holds only end-to-end headers', async (t) => 
   t.equal(res.statusCode, 200)
   t.equal(res.body, BODY)
   await stored(r, E('default', '/doc'))
-  const raw = await r.getBuffer(E('default', '/doc'))
+  const raw = unstamped(await r.getBuffer(E('default', '/doc')) as Buffer)
   t.ok(raw !== null)
   const entry = decodeEntry(raw as Buffer)
   if (entry === undefined) throw new Error('stored entry does not decode')
@@ -243,7 +250,7 @@ test('the stored entry decodes and holds only end-to-end headers', async (t) => 
   const created = await app.inject('/created')
   t.equal(created.statusCode, 201)
   await stored(r, E('default', '/created'))
-  const createdEntry = decodeEntry((await r.getBuffer(E('default', '/created'))) as Buffer)
+  const createdEntry = decodeEntry(unstamped((await r.getBuffer(E('default', '/created'))) as Buffer))
   t.equal(createdEntry?.status, 201)
   t.equal(createdEntry?.etag, '"v42"', "the handler's own ETag is kept")
   t.same(JSON.parse(createdEntry?.body.toString() ?? 'null'), { created: true })
@@ -278,6 +285,8 @@ test('evictGroup removes exactly the group, really, and the next GET is a MISS',
   t.same(await r.smembers(O('g')), [ORIGIN])
 
   t.equal(await app.cache.evictGroup('g'), 3, 'the number of entries removed')
+  await reclaimed(r, 'http-cache:{g}:*', ['http-cache:{g}:g'])
+  await reclaimed(r, 'http-cache:reclaim')
   for (const url of urls) t.equal(await r.exists(E('g', url)), 0, `${url} gone from Redis`)
   t.equal(await r.exists(I('g')), 0, 'the index is gone')
   t.equal(await r.exists(O('g')), 0, 'the origins set is gone')
@@ -311,6 +320,8 @@ test('evictGroup of a large group (more keys than one UNLINK batch)', async (t) 
   }
   t.equal(await r.scard(I('big')), N)
   t.equal(await app.cache.evictGroup('big'), N)
+  t.equal(await app.cache.get('k7', { group: 'big' }), undefined, 'unreachable at once')
+  await reclaimed(r, 'http-cache:{big}:*', ['http-cache:{big}:g'])
   t.same(await keysMatching(r, 'http-cache:{big}:v:*'), [])
   t.equal(await r.exists(I('big')), 0)
   await app.close()
@@ -369,6 +380,7 @@ test('clear() removes what the plugin stored under its prefix and nothing else',
   await until('registry', async () => (await r.scard('http-cache:groups')) === 3)
 
   t.equal(await app.cache.clear(), 5, 'three entries and two values')
+  await until('reclaimed', async () => (await keysMatching(r, 'http-cache:*')).every((k) => k.endsWith(':g')))
   const left = await keysMatching(r, 'http-cache:*')
   t.same(left.filter((k) => !k.endsWith(':g')), [], `only eviction generations remain: ${left.join(', ')}`)
   t.equal(await r.get('not-ours'), 'keep me')
@@ -496,8 +508,9 @@ test('corrupt entries are misses and get replaced', async (t) => {
       const slug = name === 'a Redis list, not a string' ? 'list' : name.replace(/\W+/g, '-')
       const url = `/c/${slug}`
       const key = E('default', url)
+      // stamped with the group's generation, so the bytes themselves are what the lookup judges
       if (typeof corrupt === 'function') await corrupt()
-      else await r.set(key, corrupt)
+      else await r.set(key, stamped(await r.get('http-cache:{default}:g') ?? '0', corrupt))
       const before = calls
       const res = await app.inject(url)
       t.equal(res.statusCode, 200)
@@ -510,14 +523,14 @@ test('corrupt entries are misses and get replaced', async (t) => {
       t.equal(hit.headers['x-cache'], 'HIT', 'replaced by a good entry')
       t.equal(hit.body, `fresh ${slug}`)
       t.equal(calls, before + 1)
-      const entry = decodeEntry((await r.getBuffer(key)) as Buffer)
+      const entry = decodeEntry(unstamped((await r.getBuffer(key)) as Buffer))
       t.equal(entry?.body.toString(), `fresh ${slug}`)
       t.equal(await r.sismember(I('default'), key), 1)
     })
   }
 
   await t.test('a valid entry written by hand is served (control)', async (t) => {
-    await r.set(E('default', '/c/handmade'), encodeEntry(good))
+    await r.set(E('default', '/c/handmade'), stamped(await r.get('http-cache:{default}:g') ?? '0', encodeEntry(good)))
     const before = calls
     const res = await app.inject('/c/handmade')
     t.equal(res.headers['x-cache'], 'HIT')

@@ -45,7 +45,10 @@ export class MemoryStore implements Store {
 
   lookup (key: string, group: string): Lookup {
     const slot = this.lru.get(key)
-    return { value: slot === undefined ? null : slot.value, generation: this.generation(group) }
+    if (slot !== undefined) return { value: slot.value, generation: this.generation(group) }
+    // a miss makes its group known to clear(), which then moves its generation even before it holds keys
+    if (!this.generations.has(group)) this.generations.set(group, 0)
+    return { value: null, generation: this.generation(group) }
   }
 
   async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
@@ -109,7 +112,8 @@ export class MemoryStore implements Store {
 
   async clear (start: string): Promise<number> {
     let n = 0
-    for (const group of [...this.groups.keys()]) {
+    // the groups holding keys, and those a miss may be about to write to
+    for (const group of new Set([...this.groups.keys(), ...this.generations.keys()])) {
       if (group.startsWith(start)) n += await this.evictGroup(group)
     }
     return n

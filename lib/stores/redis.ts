@@ -4,135 +4,22 @@ import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { Guard, type GuardOptions } from '../guard.js'
 import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
+import { Reclaimer } from './reclaim.js'
+import { DELETE, DELETE_URL, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
-// Every script touches only keys of one group (one hash tag), so each runs on one Cluster slot.
-// Scripts that remove or replace keys publish what they removed ('g<group>' or 'k<key>') on the
-// invalidation channel, atomically with the change: in-process tiers (L1) of every instance drop it.
-
-// A set that indexes keys lives as long as its longest-lived member (PERSIST for a ttl-0 member).
-// Adds `member` and returns 1 when that made the set live longer.
-const KEEP = `
-local function keep (set, member, ttl)
-  local left = redis.call('PTTL', set)
-  if member then redis.call('SADD', set, member) end
-  if redis.call('EXISTS', set) == 0 then return 0 end
-  if ttl > 0 then
-    if left == -2 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', set, ttl) return 1 end
-  elseif left ~= -1 then
-    redis.call('PERSIST', set)
-    return 1
-  end
-  return 0
-end
-`
-
-// KEYS: entry, index, generation, origins, tag sets… Scripts do not roll back: a set key holding
-// something else fails the write before anything is written. ARGV: value, ttl ms (0 = none), generation read at
-// lookup ('' = unconditional; a group never evicted has generation '0'), channel, max origins, origin
-// (absent: not an entry). Returns 0 when not written (evicted meanwhile, or one origin too many), else
-// {1 or 2 (first key of its group), flags of the tag sets made to live longer}.
-const WRITE = KEEP + `
-for i = 2, #KEYS do
-  if i ~= 3 then
-    local t = redis.call('TYPE', KEYS[i]).ok
-    if t ~= 'none' and t ~= 'set' then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is not a set: nothing written') end
-  end
-end
-if ARGV[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then return 0 end
-local ttl = tonumber(ARGV[2])
-if ARGV[6] then
-  if redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
-  keep(KEYS[4], ARGV[6], ttl)
-end
-local replaced = redis.call('EXISTS', KEYS[1]) == 1
-if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
-if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
-local first = redis.call('EXISTS', KEYS[2]) == 0
-keep(KEYS[2], KEYS[1], ttl)
-local longer = ''
-for i = 5, #KEYS do
-  longer = longer .. keep(KEYS[i], KEYS[1], ttl)
-end
--- drop up to two expired members per write so the index stays proportional to live keys
-local some = redis.call('SRANDMEMBER', KEYS[2], 2)
-for i = 1, #some do
-  if redis.call('EXISTS', some[i]) == 0 then redis.call('SREM', KEYS[2], some[i]) end
-end
-return {first and 2 or 1, longer}
-`
-
-// KEYS: a tag's registry. ARGV: group, ms the registry must live at least (0 = for good).
-// The registry outlives the tag sets it points to, and a registration outlives the request that made it.
-const REGISTER = KEEP + `
-return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
-`
-
-// KEYS: index, generation, origins. ARGV: channel, group. Returns how many keys existed (the group's tag
-// sets are not counted).
-const EVICT_GROUP = `
-redis.call('INCR', KEYS[2])
-local keys = redis.call('SMEMBERS', KEYS[1])
-local n = 0
-for i = 1, #keys, 500 do
-  n = n + redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
-end
-redis.call('UNLINK', KEYS[1], KEYS[3])
-redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-return n
-`
-
-// KEYS: tag set, index, generation. ARGV: channel, group. Returns how many keys existed.
-const EVICT_TAG = `
-redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-local keys = redis.call('SMEMBERS', KEYS[1])
-local n = 0
-for i = 1, #keys, 500 do
-  local batch = {unpack(keys, i, math.min(i + 499, #keys))}
-  n = n + redis.call('UNLINK', unpack(batch))
-  redis.call('SREM', KEYS[2], unpack(batch))
-end
-redis.call('UNLINK', KEYS[1])
-return n
-`
-
-// KEYS: key, index, generation. ARGV: channel.
-const DELETE = `
-redis.call('INCR', KEYS[3])
-redis.call('SREM', KEYS[2], KEYS[1])
-redis.call('PUBLISH', ARGV[1], 'k' .. KEYS[1])
-return redis.call('UNLINK', KEYS[1])
-`
-
-// KEYS: origins, index, generation. ARGV: channel, entry prefix, rest of the key, origin ('' = every one).
-// Removes one URL's entries under the origins recorded for the group. Returns how many existed.
-const DELETE_URL = `
-redis.call('INCR', KEYS[3])
-local n = 0
-for _, origin in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if ARGV[4] == '' or origin == ARGV[4] or string.sub(origin, 1, #ARGV[4] + 1) == ARGV[4] .. ';' then
-    local key = ARGV[2] .. origin .. ARGV[3]
-    redis.call('SREM', KEYS[2], key)
-    if redis.call('UNLINK', key) == 1 then
-      n = n + 1
-      redis.call('PUBLISH', ARGV[1], 'k' .. key)
-    end
-  end
-end
-return n
-`
-
-// KEYS: index. ARGV: SSCAN cursor, key to resume after ('' = none), limit, most SSCAN calls.
+// The admin API's listing (values are read raw: stamped, see `current`).
+// KEYS: index, generation. ARGV: SSCAN cursor, key to resume after ('' = none), limit, most SSCAN calls.
 // One page of the admin API's listing. SSCAN with COUNT 1 returns one run of hash table buckets per
 // call (a small listpack set: all of it, cursor 0); a run that does not fit in the page is left whole
 // for the next one, whose cursor is then the run's own start: no member is listed twice, none skipped.
 // Only a run larger than a page is split, sorted, resuming after its last key listed. Returns
-// {cursor ('0' with no resume key: the end), resume key, key1, value1, key2, value2...}; members that
+// {generation, cursor ('0' with no resume key: the end), resume key, key1, value1, key2, value2...}; members that
 // expired are skipped.
 const ENTRIES = `
 local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
+local gen = redis.call('GET', KEYS[2]) or '0'
 while true do
   local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 1)
   local run = r[2]
@@ -145,22 +32,16 @@ while true do
     end
   end
   if #out + #live > 2 * limit then
-    if #out > 0 then return {cursor, '', unpack(out)} end
+    if #out > 0 then return {gen, cursor, '', unpack(out)} end
     for i = 1, 2 * limit do out[i] = live[i] end
-    return {cursor, live[2 * limit - 1], unpack(out)}
+    return {gen, cursor, live[2 * limit - 1], unpack(out)}
   end
   for i = 1, #live do out[#out + 1] = live[i] end
   after = ''
   cursor = r[1]
   calls = calls - 1
-  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {cursor, '', unpack(out)} end
+  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {gen, cursor, '', unpack(out)} end
 end
-`
-
-// KEYS: lock. ARGV: token. Releases a lock only its holder still holds.
-const UNLOCK = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 `
 
 // How long a registration made before a handler runs holds at least (far beyond any request).
@@ -168,15 +49,22 @@ const REGISTRATION_MS = 10 * 60 * 1000
 // SSCAN calls per listed key an admin page may make while the members it meets have expired
 const MAX_SCANS_PER_PAGE = 4
 
+// How long one reclaim script may hold Redis (µs), plus one batch: other clients wait at most about this long.
+const RECLAIM_BUDGET_US = 500
+// How many times an unconditional write registers its group and tries again when a clear() races it.
+const REGISTER_TRIES = 3
+
 type Client = (Redis | Cluster) & {
-  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1 | 2, string]>
+  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1, string] | [-1, string]>
+  httpCacheMark (gen: string, read: string): Promise<string | null>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
-  httpCacheEvictGroup (index: string, gen: string, origins: string, channel: string, group: string): Promise<number>
-  httpCacheEvictTag (tagSet: string, index: string, gen: string, channel: string, group: string): Promise<number>
+  httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, channel: string, group: string, clear: string): Promise<number>
+  httpCacheEvictTag (tagSet: string, gen: string, pending: string, channel: string, group: string): Promise<string | null>
+  httpCacheReclaim (set: string, index: string, pending: string, gen: string, budget: number, channel: string, group: string): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
-  httpCacheDeleteUrl (origins: string, index: string, gen: string, channel: string, prefix: string, rest: string, origin: string): Promise<number>
+  httpCacheDeleteUrl (origins: string, index: string, gen: string, channel: string, prefix: string, rest: string, origin: string, cursor: string): Promise<[string, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
-  httpCacheEntriesBuffer (index: string, cursor: string, after: string, limit: number, calls: number): Promise<[Buffer, Buffer, ...Buffer[]]>
+  httpCacheEntriesBuffer (index: string, generation: string, cursor: string, after: string, limit: number, calls: number): Promise<[Buffer, Buffer, Buffer, ...Buffer[]]>
 }
 
 export interface RedisStoreOptions {
@@ -201,8 +89,7 @@ export class RedisStore implements Store {
   private readonly owned: boolean
   private readonly maxOrigins: string
   private readonly channel: string
-  /** Groups whose registration in the groups registry (for clear()) failed: retried on their next write. */
-  private readonly unregistered = new Set<string>()
+  private readonly reclaimer: Reclaimer
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
@@ -211,17 +98,27 @@ export class RedisStore implements Store {
     this.channel = keys.channel()
     if (typeof this.client.httpCacheWrite !== 'function') {
       client.defineCommand('httpCacheWrite', { lua: WRITE }) // key count varies with the tags
-      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 3, lua: EVICT_GROUP })
+      client.defineCommand('httpCacheMark', { numberOfKeys: 1, lua: MARK })
+      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 4, lua: EVICT_GROUP })
       client.defineCommand('httpCacheEvictTag', { numberOfKeys: 3, lua: EVICT_TAG })
+      client.defineCommand('httpCacheReclaim', { numberOfKeys: 3, lua: RECLAIM })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
       client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 3, lua: DELETE_URL })
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
-      client.defineCommand('httpCacheEntries', { numberOfKeys: 1, lua: ENTRIES })
+      client.defineCommand('httpCacheEntries', { numberOfKeys: 2, lua: ENTRIES })
     }
     this.guardOptions = { timeout: opts.timeout, log: opts.log, isReady: () => client.status === 'ready' }
     this.guard = new Guard(this.guardOptions)
     this.cluster = typeof (client as Cluster).nodes === 'function' && (client as Cluster).isCluster === true
+    this.reclaimer = new Reclaimer(
+      async (base) => await this.on(base).run(() => this.client.lrange(pendingOf(base), 0, -1)),
+      async (base, set) => await this.reclaimStep(base, set, ''),
+      async (base) => await this.unqueue(base),
+      opts.log)
+    // what an instance that died mid-way left: resumed once connected
+    if (client.status === 'ready') this.resume()
+    else client.once('ready', this.resume)
   }
 
   /** Resolves true once the client is ready, false after `ms`; connects a lazyConnect client. */
@@ -243,8 +140,28 @@ export class RedisStore implements Store {
 
   async lookup (key: string, group: string): Promise<Lookup> {
     this.cork()
-    const [value, gen] = await this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group)))
-    return { value, generation: gen === null ? '0' : gen.toString() }
+    const [raw, gen] = await this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group)))
+    const generation = gen === null ? '0' : gen.toString()
+    const value = raw === null ? null : current(raw, generation)
+    // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
+    if (registered(generation)) return { value, generation }
+    return { value, generation: await this.registerGroup(group, generation) }
+  }
+
+  /**
+   * Adds the group to the groups registry that clear() reads, then marks it registered unless it was
+   * evicted since `read`. Done by a miss before its answer is computed: a clear() that missed the group
+   * started before, and one that found it fences the write. Resolves to the generation to write under
+   * (an unregistered one when that failed: the write is then refused).
+   */
+  private async registerGroup (group: string, read: string): Promise<string> {
+    const gen = generationOf(group)
+    try {
+      await this.on(this.keys.groups()).run(() => this.client.sadd(this.keys.groups(), group))
+      return (await this.on(gen).run(() => this.client.httpCacheMark(gen, read))) ?? read
+    } catch {
+      return read // a miss that is not stored
+    }
   }
 
   async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = [], origin?: string): Promise<boolean> {
@@ -252,22 +169,17 @@ export class RedisStore implements Store {
     for (const tag of tags) keys.push(tagSetOf(group, tag))
     const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins]
     if (origin !== undefined) args.push(origin)
-    const done = await this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
-    if (done === 0) return false
-    // registries live in other slots, so they cannot join the script: the groups registry lets
-    // clear() find every group without scanning the keyspace; a tag's registry must outlive its sets
-    const updates: Array<Promise<unknown>> = []
-    // (a failed registration is retried on the group's next write here: on Cluster the registry's
-    // master can be down while the group's is up, and later writes are not the group's first)
-    if (done[0] === 2 || this.unregistered.has(group)) {
-      updates.push(this.on(this.keys.groups()).run(() => this.client.sadd(this.keys.groups(), group)).then(
-        () => { this.unregistered.delete(group) },
-        (err: unknown) => { this.unregistered.add(group); throw err }))
+    let done = await this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
+    // unconditional (set(), write-through): the group is registered first, so clear() finds the value
+    for (let tries = 1; done !== 0 && done[0] === -1; tries++) {
+      if (tries > REGISTER_TRIES) return false
+      await this.registerGroup(group, done[1])
+      done = await this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
     }
-    tags.forEach((tag, i) => {
-      if (done[1][i] === '1') updates.push(this.register(tag, '', ttlMs))
-    })
-    await Promise.all(updates)
+    if (done === 0) return false
+    // a tag's registry (another slot) must outlive the group's tag sets
+    const longer = done[1]
+    await Promise.all(tags.map(async (tag, i) => { if (longer[i] === '1') await this.register(tag, '', ttlMs) }))
     return true
   }
 
@@ -291,19 +203,80 @@ export class RedisStore implements Store {
 
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
     try {
-      return await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
-        this.channel, entryPrefixOf(group), rest, origin ?? ''))
+      // a page of origins per script: a group with many origins never holds Redis for long
+      let n = 0
+      let cursor = '0'
+      do {
+        const [next, some] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
+          this.channel, entryPrefixOf(group), rest, origin ?? '', cursor))
+        n += some
+        cursor = next
+      } while (cursor !== '0')
+      return n
     } finally {
       this.invalidated?.({ group })
     }
   }
 
+  /**
+   * O(1) in Redis: the group's new epoch makes its keys unreachable at once; they are reclaimed behind
+   * it. Resolves to how many keys the group indexed (expired ones not yet dropped included).
+   */
   async evictGroup (group: string): Promise<number> {
+    return await this.evict(group, false)
+  }
+
+  private async evict (group: string, clear: boolean): Promise<number> {
+    let n: number
     try {
-      return await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), this.channel, group))
+      n = await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), pendingOf(group),
+        this.channel, group, clear ? '1' : ''))
     } finally {
       this.invalidated?.({ group })
     }
+    if (n > 0) this.queue(group)
+    return n
+  }
+
+  /** Hands a group with reclaim sets to the reclaimer, recorded in Redis so another instance resumes it. */
+  private queue (group: string): void {
+    this.on(this.keys.reclaims()).run(() => this.client.sadd(this.keys.reclaims(), group))
+      .catch(() => {}) // the group's next eviction resumes it, and its keys expire with their ttl anyway
+    this.reclaimer.schedule(group)
+  }
+
+  /** Queues the groups any instance left unreclaimed (bound: ioredis calls it as a 'ready' listener). */
+  private readonly resume = (): void => {
+    const registry = this.keys.reclaims()
+    const scan = async (): Promise<void> => {
+      let cursor = '0'
+      do {
+        const [next, groups] = await this.on(registry).run(() => this.client.sscan(registry, cursor, 'COUNT', 1000))
+        for (const group of groups) this.reclaimer.schedule(group)
+        cursor = next
+      } while (cursor !== '0')
+    }
+    scan().catch(() => {}) // resumed at the next start or eviction of those groups
+  }
+
+  /** Drops a group from the reclaim registry once nothing of it is left to reclaim. */
+  private async unqueue (group: string): Promise<void> {
+    if (await this.on(group).run(() => this.client.llen(pendingOf(group))) > 0) return
+    await this.on(this.keys.reclaims()).run(() => this.client.srem(this.keys.reclaims(), group))
+  }
+
+  /** One reclaim script over `set`; resolves true when the set is empty. `publish`: the group to announce then. */
+  private async reclaimStep (group: string, set: string, publish: string, count?: (n: number) => void): Promise<boolean> {
+    const threshold = set.slice(group.length + 2) // '<group>r:<generation>'
+    const [removed, done] = await this.on(group).run(() => this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), threshold,
+      RECLAIM_BUDGET_US, this.channel, publish))
+    count?.(removed)
+    return done === 1
+  }
+
+  /** Resolves when this instance has nothing left to reclaim (tests and benchmarks). */
+  async reclaimed (): Promise<void> {
+    await this.reclaimer.idle()
   }
 
   /** Takes the lock `key` for `ttlMs` under `token` unless another holder has it; resolves true when taken. */
@@ -315,6 +288,10 @@ export class RedisStore implements Store {
     await this.on(key).run(() => this.client.httpCacheUnlock(key, token))
   }
 
+  /**
+   * Group by group: fences the group's writes and moves the tag's keys aside in O(1), then removes them
+   * in short scripts before going on (a tagged key stays readable until then: the call resolves after).
+   */
   async evictTag (tag: string): Promise<number> {
     const registry = this.keys.tagRegistry(tag)
     try {
@@ -323,7 +300,10 @@ export class RedisStore implements Store {
       for (const group of groups) {
         // unregister first: a write racing the eviction then either dies with it or registers again
         await this.on(registry).run(() => this.client.srem(registry, group))
-        n += await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), indexOf(group), generationOf(group), this.channel, group))
+        const set = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group), this.channel, group))
+        this.invalidated?.({ group })
+        if (set === null) continue
+        while (!await this.reclaimStep(group, set, group, (removed) => { n += removed }));
         this.invalidated?.({ group })
       }
       return n
@@ -335,13 +315,22 @@ export class RedisStore implements Store {
   }
 
   async clear (start: string): Promise<number> {
-    const groups = await this.on(this.keys.groups()).run(() => this.client.smembers(this.keys.groups()))
-      .catch((err: unknown) => { this.invalidated?.({ all: true }); throw err })
+    const registry = this.keys.groups()
     let n = 0
-    for (const group of groups) {
-      if (!group.startsWith(start)) continue
-      await this.on(this.keys.groups()).run(() => this.client.srem(this.keys.groups(), group))
-      n += await this.evictGroup(group)
+    let cursor = '0'
+    try {
+      do {
+        const [next, groups] = await this.on(registry).run(() => this.client.sscan(registry, cursor, 'COUNT', 1000))
+        cursor = next
+        const mine = groups.filter((group) => group.startsWith(start))
+        if (mine.length === 0) continue
+        // unregistered before evicted (to an even epoch): see lib/stores/scripts.ts
+        await this.on(registry).run(() => this.client.srem(registry, ...mine))
+        for (const count of await Promise.all(mine.map(async (group) => await this.evict(group, true)))) n += count
+      } while (cursor !== '0')
+    } catch (err) {
+      this.invalidated?.({ all: true })
+      throw err
     }
     return n
   }
@@ -381,9 +370,14 @@ export class RedisStore implements Store {
   async entries (group: string, cursor: string | undefined, limit: number): Promise<Page> {
     const index = indexOf(group)
     const [scan, after] = cursor === undefined ? ['0', ''] : readCursor(cursor)
-    const [next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(index, scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
+    const [gen, next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(index, generationOf(group), scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
+    const generation = gen.toString()
     const items: StoredItem[] = []
-    for (let i = 0; i < flat.length; i += 2) items.push({ key: flat[i].toString(), value: flat[i + 1] })
+    for (let i = 0; i < flat.length; i += 2) {
+      // a key written since the group's last eviction; an older one waits for the reclaim, unreachable
+      const value = current(flat[i + 1], generation)
+      if (value !== null) items.push({ key: flat[i].toString(), value })
+    }
     const resume = last.toString()
     const at = next.toString()
     return { items, cursor: at === '0' && resume === '' ? null : makeCursor(at, resume === '' ? '' : resume.slice(group.length)) }
@@ -424,6 +418,8 @@ export class RedisStore implements Store {
   }
 
   async close (): Promise<void> {
+    this.client.off('ready', this.resume)
+    await this.reclaimer.close()
     if (!this.owned) return
     // QUIT waits for a reply a hung server never sends: bounded like every other call
     await this.guard.run(() => this.client.quit()).catch(() => {})
@@ -442,3 +438,34 @@ function readCursor (cursor: string): [string, string] {
   } catch {}
   throw new TypeError('fastify-http-cache: not a cursor of this listing')
 }
+
+/** The list of a group's reclaim sets still to empty. */
+const pendingOf = (base: string): string => base + 'R'
+
+/** Whether a generation's epoch is odd: its group is in the groups registry (see lib/stores/scripts.ts). */
+function registered (generation: string): boolean {
+  const dot = generation.indexOf('.')
+  return Number(dot === -1 ? generation : generation.slice(0, dot)) % 2 === 1
+}
+
+/**
+ * The bytes of a stored value (`g<generation> <bytes>`) if it was written under the group's current
+ * epoch; null when an eviction has made it unreachable, or when it is not a value of this store.
+ */
+export function current (raw: Buffer, generation: string): Buffer | null {
+  if (raw[0] !== 0x67) return null // 'g'
+  const space = raw.indexOf(0x20, 1)
+  if (space === -1 || space > 40) return null
+  let end = raw.indexOf(0x2e, 1) // '.'
+  if (end === -1 || end > space) end = space
+  const dot = generation.indexOf('.')
+  const epoch = dot === -1 ? generation : generation.slice(0, dot)
+  if (end - 1 !== epoch.length || raw.toString('latin1', 1, end) !== epoch) return null
+  return raw.subarray(space + 1)
+}
+
+/** A value as the store keeps it in Redis: stamped with the generation it was written under. */
+export const stamped = (generation: string, bytes: Buffer): Buffer => Buffer.concat([Buffer.from(`g${generation} `, 'latin1'), bytes])
+
+/** The bytes of a value as the store keeps it in Redis, its stamp taken off (whatever its epoch). */
+export const unstamped = (raw: Buffer): Buffer => raw.subarray(raw.indexOf(0x20) + 1)

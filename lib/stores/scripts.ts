@@ -1,0 +1,221 @@
+// The Redis store's Lua scripts. Every script touches only keys of one group (one hash tag), so each
+// runs on one Cluster slot. Scripts that remove or replace keys publish what they removed ('g<group>'
+// or 'k<key>') on the invalidation channel, atomically with the change: in-process tiers (L1) drop it.
+//
+// A group's generation (key `…g`) is `E` or `E.n`:
+// - E, the epoch, moves on every eviction of the whole group (evictGroup, clear). Every value is
+//   stamped with the generation it was written under (`g<E>[.n] <bytes>`) and a lookup answers it only
+//   while its E is the group's: an eviction makes all the group's keys unreachable in O(1), and they are
+//   reclaimed behind it in short batches (RECLAIM).
+// - n moves on the evictions of part of the group (delete, deleteUrl, evictTag): a write conditional on
+//   the generation a miss read is refused after any eviction that touched its group (no stale data
+//   resurrected by a slow miss).
+// - E odd: the group is registered in the groups registry that clear() reads. It becomes odd (MARK)
+//   only after the registration, before a miss computes its answer; clear() unregisters a group, then
+//   evicts it to an even E. Writes need an odd E, so a clear either sees a group or fences its writes.
+// A group never written has generation '0' (absent key).
+
+/** Lua helpers: generation parsing and comparison. */
+const GEN = `
+local function parse (g)
+  local dot = string.find(g, '.', 1, true)
+  if dot then return tonumber(string.sub(g, 1, dot - 1)), tonumber(string.sub(g, dot + 1)) end
+  return tonumber(g), 0
+end
+local function gen (key)
+  local g = redis.call('GET', key) or '0'
+  local e, n = parse(g)
+  if e == nil or n == nil then return redis.error_reply('not a generation at ' .. key) end
+  return g, e, n
+end
+local function bump (key)
+  local g, e, n = gen(key)
+  local next = e .. '.' .. (n + 1)
+  redis.call('SET', key, next)
+  return next
+end
+`
+
+// A set that indexes keys lives as long as its longest-lived member (PERSIST for a ttl-0 member).
+// Adds `member` and returns 1 when that made the set live longer.
+const KEEP = `
+local function keep (set, member, ttl)
+  local left = redis.call('PTTL', set)
+  if member then redis.call('SADD', set, member) end
+  if redis.call('EXISTS', set) == 0 then return 0 end
+  if ttl > 0 then
+    if left == -2 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', set, ttl) return 1 end
+  elseif left ~= -1 then
+    redis.call('PERSIST', set)
+    return 1
+  end
+  return 0
+end
+`
+
+// KEYS: entry, index, generation, origins, tag sets… Scripts do not roll back: a set key holding
+// something else fails the write before anything is written. ARGV: value, ttl ms (0 = none), generation
+// read at lookup ('' = unconditional), channel, max origins, origin (absent: not an entry).
+// Returns 0 when not written (evicted meanwhile, group not registered, or one origin too many),
+// {-1, generation} when an unconditional write finds the group unregistered (register, then retry),
+// else {1, flags of the tag sets made to live longer}.
+export const WRITE = GEN + KEEP + `
+for i = 2, #KEYS do
+  if i ~= 3 then
+    local t = redis.call('TYPE', KEYS[i]).ok
+    if t ~= 'none' and t ~= 'set' then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is not a set: nothing written') end
+  end
+end
+local g, e = gen(KEYS[3])
+if ARGV[3] ~= '' and g ~= ARGV[3] then return 0 end
+if e % 2 == 0 then
+  if ARGV[3] ~= '' then return 0 end
+  return {-1, g}
+end
+local ttl = tonumber(ARGV[2])
+if ARGV[6] then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
+  keep(KEYS[4], ARGV[6], ttl)
+end
+local replaced = redis.call('EXISTS', KEYS[1]) == 1
+local value = 'g' .. g .. ' ' .. ARGV[1]
+if ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl) else redis.call('SET', KEYS[1], value) end
+if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
+keep(KEYS[2], KEYS[1], ttl)
+local longer = ''
+for i = 5, #KEYS do
+  longer = longer .. keep(KEYS[i], KEYS[1], ttl)
+end
+-- drop up to two expired members per write so the index stays proportional to live keys
+local some = redis.call('SRANDMEMBER', KEYS[2], 2)
+for i = 1, #some do
+  if redis.call('EXISTS', some[i]) == 0 then redis.call('SREM', KEYS[2], some[i]) end
+end
+return {1, longer}
+`
+
+// KEYS: generation. ARGV: the generation read before the group was added to the groups registry.
+// Marks the group registered (odd epoch) unless it was evicted since that read; returns the
+// generation a miss may then write under, or false.
+export const MARK = GEN + `
+local g, e = gen(KEYS[1])
+local read = parse(ARGV[1])
+if g == ARGV[1] and e % 2 == 0 then
+  redis.call('SET', KEYS[1], e + 1)
+  return tostring(e + 1)
+end
+-- another instance marked it after the same read, and nothing evicted it since
+if e % 2 == 1 and e == read + 1 then return g end
+return false
+`
+
+// KEYS: a tag's registry. ARGV: group, ms the registry must live at least (0 = for good).
+// The registry outlives the tag sets it points to, and a registration outlives the request that made it.
+export const REGISTER = KEEP + `
+return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
+`
+
+// KEYS: index, generation, origins, pending reclaims. ARGV: channel, group, '1' when clear() evicts
+// (the group was unregistered: its epoch becomes even). O(1): the new epoch makes every key of the
+// group unreachable; the index moves to a reclaim set named after the new generation, queued for
+// RECLAIM. Returns how many keys the index held (expired ones included).
+export const EVICT_GROUP = GEN + `
+local g, e = gen(KEYS[2])
+local next = e + 2
+if ARGV[3] == '1' and e % 2 == 1 then next = e + 1 end
+redis.call('SET', KEYS[2], next)
+local n = redis.call('SCARD', KEYS[1])
+if n > 0 then
+  local reclaim = ARGV[2] .. 'r:' .. next
+  redis.call('RENAME', KEYS[1], reclaim)
+  redis.call('RPUSH', KEYS[4], reclaim)
+end
+redis.call('UNLINK', KEYS[3])
+redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
+return n
+`
+
+// KEYS: tag set, generation, pending reclaims. ARGV: channel, group. Fences the group's writes and moves
+// the tag's keys to a reclaim set the caller then empties with RECLAIM. Returns that set's name, or false.
+export const EVICT_TAG = GEN + `
+local next = bump(KEYS[2])
+redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local reclaim = ARGV[2] .. 'r:' .. next
+redis.call('RENAME', KEYS[1], reclaim)
+redis.call('RPUSH', KEYS[3], reclaim)
+return reclaim
+`
+
+// KEYS: reclaim set, index, pending reclaims. ARGV: the generation the eviction left (the set's name
+// ends with it), time budget in microseconds, channel and group (publish 'g<group>' once the set is
+// empty; '' = no). Removes keys of the set written under an older generation, in batches, until the set
+// is empty or the budget is spent. Returns {keys removed, 1 when the set is empty}.
+export const RECLAIM = GEN + `
+local te, tn = parse(ARGV[1])
+local budget = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+local removed = 0
+local done = false
+while true do
+  local batch = redis.call('SPOP', KEYS[1], 50)
+  for _, key in ipairs(batch) do
+    local head = redis.pcall('GETRANGE', key, 0, 40)
+    local keep = false
+    if type(head) == 'string' and string.byte(head, 1) == 103 then
+      local space = string.find(head, ' ', 2, true)
+      if space then
+        local e, n = parse(string.sub(head, 2, space - 1))
+        keep = e ~= nil and n ~= nil and (e > te or (e == te and n >= tn))
+      end
+    end
+    if not keep then
+      removed = removed + redis.call('UNLINK', key)
+      redis.call('SREM', KEYS[2], key)
+    end
+  end
+  if #batch < 50 then done = true break end
+  t = redis.call('TIME')
+  if t[1] * 1000000 + t[2] - start >= budget then break end
+end
+if done then
+  redis.call('LREM', KEYS[3], 0, KEYS[1])
+  if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[3], 'g' .. ARGV[4]) end
+end
+return {removed, done and 1 or 0}
+`
+
+// KEYS: key, index, generation. ARGV: channel.
+export const DELETE = GEN + `
+bump(KEYS[3])
+redis.call('SREM', KEYS[2], KEYS[1])
+redis.call('PUBLISH', ARGV[1], 'k' .. KEYS[1])
+return redis.call('UNLINK', KEYS[1])
+`
+
+// KEYS: origins, index, generation. ARGV: channel, entry prefix, rest of the key, origin ('' = every
+// one), SSCAN cursor ('0' first: the call that fences the group's writes). Removes one URL's entries under
+// a page of the origins recorded for the group. Returns {next cursor ('0' when done), how many existed}.
+export const DELETE_URL = GEN + `
+if ARGV[5] == '0' then bump(KEYS[3]) end
+local page = redis.call('SSCAN', KEYS[1], ARGV[5], 'COUNT', 200)
+local n = 0
+for _, origin in ipairs(page[2]) do
+  if ARGV[4] == '' or origin == ARGV[4] or string.sub(origin, 1, #ARGV[4] + 1) == ARGV[4] .. ';' then
+    local key = ARGV[2] .. origin .. ARGV[3]
+    redis.call('SREM', KEYS[2], key)
+    if redis.call('UNLINK', key) == 1 then
+      n = n + 1
+      redis.call('PUBLISH', ARGV[1], 'k' .. key)
+    end
+  end
+end
+return {page[1], n}
+`
+
+// KEYS: lock. ARGV: token. Releases a lock only its holder still holds.
+export const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
