@@ -28,8 +28,12 @@ interface Rig {
   version: Record<string, number>
   calls: Record<string, number>
   get: (url: string, target?: FastifyInstance) => Promise<{ cache: string, v: number }>
-  /** Makes every eviction of `group` fail (true) or work again (false). */
-  breakEvictions: (group: string, broken: boolean) => Promise<void>
+  /**
+   * Makes every eviction of `group` fail (true) or work again (false): its generation made garbage (no
+   * entry of the group is reachable meanwhile), or with `index`, its key index made a string (single-key
+   * and URL evictions fail, lookups of the group's other keys still hit).
+   */
+  breakEvictions: (group: string, broken: boolean, how?: 'generation' | 'index') => Promise<void>
   logs: Array<{ level: number, msg: string }>
 }
 
@@ -59,6 +63,7 @@ async function rig (t: Test, options: HttpCacheOptions = {}, redis?: Redis): Pro
   const calls = { alpha: 0, beta: 0 }
   routes(app, version, calls)
   const admin = server.client()
+  const saved = new Map<string, string[]>()
   return {
     app,
     redis: admin,
@@ -70,8 +75,20 @@ async function rig (t: Test, options: HttpCacheOptions = {}, redis?: Redis): Pro
       t.equal(res.statusCode, 200, `${url} answers`)
       return { cache: String(res.headers['x-cache']), v: res.json().v }
     },
-    async breakEvictions (group, broken) {
-      await admin.set(`${prefix}:{${group}}:g`, broken ? 'broken' : '1000')
+    async breakEvictions (group, broken, how = 'generation') {
+      if (how === 'generation') {
+        await admin.set(`${prefix}:{${group}}:g`, broken ? 'broken' : '1000')
+        return
+      }
+      const index = `${prefix}:{${group}}:i`
+      if (broken) {
+        saved.set(index, await admin.smembers(index))
+        await admin.set(index, 'broken')
+      } else {
+        await admin.del(index)
+        const members = saved.get(index) ?? []
+        if (members.length > 0) await admin.sadd(index, ...members)
+      }
     },
     logs
   }
@@ -105,7 +122,8 @@ t.test('a failed evictGroup: its group goes to the handler, unstored, until the 
 
   await r.breakEvictions('alpha', false)
   t.same(await r.get('/alpha/1'), { cache: 'MISS', v: 2 }, 'the first lookup once the store evicts again replays first')
-  t.equal(await r.redis.get(`${r.prefix}:{alpha}:g`), '1001', 'replayed once')
+  // one eviction moves the epoch 1000 to 1002; the miss after it registers the group again (odd)
+  t.equal(await r.redis.get(`${r.prefix}:{alpha}:g`), '1003', 'replayed once')
   t.same(await r.get('/alpha/1'), { cache: 'HIT', v: 2 }, 'and the group is cached again')
 })
 
@@ -152,7 +170,7 @@ t.test('a failed evict(url) covers that URL only; a failed delete(key) that key 
   await r.get('/alpha/2')
   await r.app.cache.set('k', 'old', { group: 'alpha' })
   await r.app.cache.set('other', 'kept', { group: 'alpha' })
-  await r.breakEvictions('alpha', true)
+  await r.breakEvictions('alpha', true, 'index')
   t.equal(await r.app.cache.evict('/alpha/2').catch(() => 'rejected'), 'rejected')
   t.equal(await r.app.cache.delete('k', { group: 'alpha' }).catch(() => 'rejected'), 'rejected')
   r.version.alpha++
@@ -162,7 +180,7 @@ t.test('a failed evict(url) covers that URL only; a failed delete(key) that key 
   t.equal(await r.app.cache.get('other', { group: 'alpha' }), 'kept')
   await t.rejects(r.app.cache.set('k', 'new', { group: 'alpha' }), 'a write under a pending eviction rejects')
 
-  await r.breakEvictions('alpha', false)
+  await r.breakEvictions('alpha', false, 'index')
   t.same(await r.get('/alpha/2'), { cache: 'MISS', v: 2 })
   t.same(await r.get('/alpha/2'), { cache: 'HIT', v: 2 })
   t.same(await r.get('/alpha/1'), { cache: 'HIT', v: 1 }, 'the replay evicted the URL only')
@@ -240,7 +258,9 @@ t.test('closing with an eviction pending: one last replay, logged when it fails 
   await t.rejects(s.app.cache.evictGroup('alpha'))
   await s.breakEvictions('alpha', false)
   await s.app.close()
-  t.same(await s.redis.keys(`${s.prefix}:{alpha}:e:*`), [], 'replayed on close')
+  // the keys are reclaimed in the background; what counts is that nothing of the group is served
+  const other = await second(t, s, server.client())
+  t.same(await s.get('/alpha/1', other), { cache: 'MISS', v: 1 }, 'replayed on close')
 })
 
 // The soak's case: Redis hangs (SIGSTOP) long enough for the breaker to open, so the write's eviction
