@@ -6,7 +6,7 @@
 //   slow             the same route behind 5 ms of async work, uncached
 //   slow-q           the slow route, uncached, every request with a unique query string (?n=<counter>)
 //   memory           the slow route cached by the plugin on its in-memory store (HITs only)
-//   memory-ioredis   the same in an app with @fastify/redis registered (ioredis loaded), memory store (HITs only)
+//   memory-ioredis   the same in an app that loaded ioredis for a client of its own, memory store (HITs only)
 //   redis            the slow route cached by the plugin on Redis (a throwaway redis-server; HITs only)
 //   l1               the same with the plugin's in-process tier, l1: { maxBytes: 64 MiB, ttl: 60 } (HITs only)
 //   miss             the slow route cached on Redis, every request a unique URL: a MISS that stores.
@@ -74,7 +74,7 @@ const SERVERS = [
   { id: 'slow', kind: 'slow', label: 'same + 5 ms async work, uncached', check: 'none' },
   { id: 'slow-q', kind: 'slow', label: 'same, uncached, unique query per req', check: 'none', unique: true },
   { id: 'memory', kind: 'memory', label: 'slow route cached, memory store, HIT', check: 'hit', xcache: true },
-  { id: 'memory-ioredis', kind: 'memory-ioredis', label: 'same, app with @fastify/redis, memory HIT', check: 'hit', xcache: true, redis: true },
+  { id: 'memory-ioredis', kind: 'memory-ioredis', label: 'same, app with an ioredis client, memory HIT', check: 'hit', xcache: true, redis: true },
   { id: 'redis', kind: 'redis', label: 'slow route cached, Redis store, HIT', check: 'hit', xcache: true, redis: true },
   { id: 'l1', kind: 'l1', label: 'slow route cached, Redis + L1, HIT', check: 'hit', xcache: true, redis: true },
   { id: 'miss', kind: 'miss', label: 'slow route cached, Redis, every req MISS', check: 'miss', xcache: true, redis: true, unique: true },

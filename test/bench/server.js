@@ -7,8 +7,8 @@
 //   object           Fastify, the body as an object serialized per request (the usual handler)
 //   slow             Fastify, the object after 5 ms of async work, uncached (also "slow-q" in run.js)
 //   memory           the slow route cached by this plugin, in-memory store
-//   memory-ioredis   the same in an app that has @fastify/redis registered (ioredis loaded and connected,
-//                    as in any app using Redis for something else), still caching on the memory store (needs the URL)
+//   memory-ioredis   the same in an app that has loaded ioredis and connected a client of its own (as any app
+//                    using Redis for something else), still caching on the memory store             (needs the URL)
 //   redis            the slow route cached by this plugin on Redis                          (needs the URL)
 //   l1               the same with the in-process tier l1: { maxBytes: 64 MiB, ttl: 60 }     (needs the URL)
 //   miss             the slow route cached by this plugin on Redis, loaded with unique URLs (every request a
@@ -69,7 +69,15 @@ async function fastifyServer (kind, redisUrl) {
   // warnings (e.g. from the plugin) go to stderr: stdout carries the port line
   const app = Fastify({ logger: { level: 'warn', stream: process.stderr } })
 
-  if (kind === 'memory-ioredis') await app.register(require('@fastify/redis'), { url: redisUrl })
+  if (kind === 'memory-ioredis') {
+    // an ioredis client the app uses for something else (not decorated as fastify.redis, which the
+    // plugin would cache on), connected before the plugin registers
+    const { Redis } = require('ioredis')
+    const other = new Redis(redisUrl)
+    other.on('error', (err) => process.stderr.write(`${WHO}: redis client: ${err.message}\n`))
+    app.addHook('onClose', async () => { other.disconnect() })
+    await other.ping()
+  }
   if (kind === 'memory' || kind === 'memory-ioredis' || kind === 'redis' || kind === 'l1' || kind === 'miss' || kind === 'uncached') {
     const httpCache = loadPlugin(WHO)
     // miss: a prefix of its own, so its entries share nothing with the redis server's on the same Redis
