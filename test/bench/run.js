@@ -6,6 +6,7 @@
 //   slow             the same route behind 5 ms of async work, uncached
 //   slow-q           the slow route, uncached, every request with a unique query string (?n=<counter>)
 //   memory           the slow route cached by the plugin on its in-memory store (HITs only)
+//   memory-ioredis   the same in an app that loaded ioredis for a client of its own, memory store (HITs only)
 //   redis            the slow route cached by the plugin on Redis (a throwaway redis-server; HITs only)
 //   l1               the same with the plugin's in-process tier, l1: { maxBytes: 64 MiB, ttl: 60 } (HITs only)
 //   miss             the slow route cached on Redis, every request a unique URL: a MISS that stores.
@@ -73,6 +74,7 @@ const SERVERS = [
   { id: 'slow', kind: 'slow', label: 'same + 5 ms async work, uncached', check: 'none' },
   { id: 'slow-q', kind: 'slow', label: 'same, uncached, unique query per req', check: 'none', unique: true },
   { id: 'memory', kind: 'memory', label: 'slow route cached, memory store, HIT', check: 'hit', xcache: true },
+  { id: 'memory-ioredis', kind: 'memory-ioredis', label: 'same, app with an ioredis client, memory HIT', check: 'hit', xcache: true, redis: true },
   { id: 'redis', kind: 'redis', label: 'slow route cached, Redis store, HIT', check: 'hit', xcache: true, redis: true },
   { id: 'l1', kind: 'l1', label: 'slow route cached, Redis + L1, HIT', check: 'hit', xcache: true, redis: true },
   { id: 'miss', kind: 'miss', label: 'slow route cached, Redis, every req MISS', check: 'miss', xcache: true, redis: true, unique: true },
@@ -394,6 +396,24 @@ function summarize (server, runs, bare) {
   }
 }
 
+/** Collection pauses of the server (perf_hooks GC entries, see server.js) per measured response, in µs. */
+function gcPerRequest (before, after, runs) {
+  if (before === undefined || after === undefined) return undefined
+  const n = runs.reduce((sum, r) => sum + r.ok + r.non2xx, 0)
+  if (n === 0) return undefined
+  const minor = after.minor.count - before.minor.count
+  return {
+    minorUs: (after.minor.ms - before.minor.ms) * 1000 / n,
+    minorCount: minor,
+    minorAvgMs: minor === 0 ? 0 : (after.minor.ms - before.minor.ms) / minor,
+    majorUs: (after.major.ms - before.major.ms) * 1000 / n,
+    majorCount: after.major.count - before.major.count
+  }
+}
+
+/** Server CPU per response, in µs (the server's share of a CPU over its req/s). */
+const cpuPerRequest = (s) => s.serverCpu / s.rps * 1e6
+
 /** The issue's throughput and latency targets, each met / not met with its figure. */
 function targets (byId) {
   const out = []
@@ -416,6 +436,18 @@ function targets (byId) {
   rel('Redis HIT >= 0.70× bare', 'redis', 'bare', 0.70)
   rel('Redis HIT >= 4× apicache + Redis', 'redis', 'apicache-redis', 4)
   rel('L1 HIT >= 0.90× bare', 'l1', 'bare', 0.90)
+  rel('L1 HIT >= 0.97× memory HIT', 'l1', 'memory', 0.97)
+  rel('memory HIT in an app with ioredis loaded >= the L1 HIT', 'memory-ioredis', 'l1', 1)
+  rel('Redis HIT >= 1.05× the Redis prototype', 'redis', 'proto-redis', 1.05)
+  add('server CPU per MISS <= 1.15× the Redis prototype (miss vs proto-miss)', ['miss', 'proto-miss'], (m, p) => {
+    const v = cpuPerRequest(m) / cpuPerRequest(p)
+    return { value: v, met: v <= 1.15, text: `${v.toFixed(2)}× (${cpuPerRequest(m).toFixed(1)} vs ${cpuPerRequest(p).toFixed(1)} µs per request)` }
+  })
+  add("MISS throughput loss <= the Redis prototype's + 5 points (vs slow-q)", ['miss', 'proto-miss', 'slow-q'], (m, p, q) => {
+    const lm = 1 - pairedRatio(m.rounds, q.rounds)
+    const lp = 1 - pairedRatio(p.rounds, q.rounds)
+    return { value: lm - lp, met: lm <= lp + 0.05, text: `${(lm * 100).toFixed(1)}% vs the prototype's ${(lp * 100).toFixed(1)}%` }
+  })
   add('MISS overhead <= 5% (miss vs slow-q)', ['miss', 'slow-q'], (m, s) => {
     const v = 1 - pairedRatio(m.rounds, s.rounds)
     return {
@@ -621,6 +653,8 @@ async function main () {
     const sum = summarize(s, results.get(s.id), bare)
     if (atRate.has(s.id)) sum.sameLoad = sameLoad(atRate.get(s.id), atRate.get('bare'), cfg.latencyRate)
     if (problems.has(s.id)) sum.problem = problems.get(s.id)
+    const i = servers.findIndex((x) => x.id === s.id)
+    sum.gc = gcPerRequest(statsBefore[i].gc, statsAfter[i].gc, [...results.get(s.id), ...(results.get(s.id + '@rate') ?? [])])
     summaries.push(sum)
     rows.push([s.label + (problems.has(s.id) ? ' (!)' : ''), int(sum.rps), ratio(sum.rpsRatio), ms(sum.p50), ms(sum.p99), ratio(sum.p99Ratio),
       pct(sum.serverCpu), sum.rounds.map((r) => int(r.rps)).join(' / ')])
@@ -671,6 +705,11 @@ async function main () {
   if (latencyRows.length > 0) {
     console.log(`\nlatency at the same load: ${int(cfg.latencyRate)} req/s asked of each (open loop), medians of ${cfg.latencyRounds} runs`)
     console.log(table(latencyRows, ['server', 'req/s', 'p50 ms', 'p99 ms', 'p99 × bare', 'server CPU']))
+  }
+  const gcRows = summaries.filter((s) => s.gc !== undefined).map((s) => [s.label, ms(s.gc.minorUs), String(s.gc.minorCount), ms(s.gc.minorAvgMs), ms(s.gc.majorUs), String(s.gc.majorCount), ms(cpuPerRequest(s))])
+  if (gcRows.length > 0) {
+    console.log('\ngarbage collection in the server per measured response (perf_hooks GC entries, every run of the server)')
+    console.log(table(gcRows, ['server', 'young-gen pause µs/req', 'scavenges', 'ms each', 'full GC µs/req', 'full GCs', 'server CPU µs/req']))
   }
   for (const s of summaries) if (s.failed !== undefined) console.log(`\nnot measured: ${s.id} (${s.label}): ${s.failed}`)
   printTargets([...runTargets, ...evictTargets(previous.evict), ...metricsTargets(previous.metrics)])

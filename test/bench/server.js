@@ -7,6 +7,8 @@
 //   object           Fastify, the body as an object serialized per request (the usual handler)
 //   slow             Fastify, the object after 5 ms of async work, uncached (also "slow-q" in run.js)
 //   memory           the slow route cached by this plugin, in-memory store
+//   memory-ioredis   the same in an app that has loaded ioredis and connected a client of its own (as any app
+//                    using Redis for something else), still caching on the memory store             (needs the URL)
 //   redis            the slow route cached by this plugin on Redis                          (needs the URL)
 //   l1               the same with the in-process tier l1: { maxBytes: 64 MiB, ttl: 60 }     (needs the URL)
 //   miss             the slow route cached by this plugin on Redis, loaded with unique URLs (every request a
@@ -22,7 +24,9 @@
 //                    a floor for what any HIT costs, not a peer
 //   proto-redis      the same prototype on Redis: onRequest -> GET -> msgpackr -> reply.send            (needs the URL)
 //   proto-miss       proto-redis loaded with unique URLs: GET finds nothing, the handler runs, SET stores (needs the URL)
-// GET /stats answers {"runs": <handler runs>, "xcache": {...}} so the parent can tell HITs from MISSes.
+// GET /stats answers {"runs": <handler runs>, "xcache": {...}, "gc": {...}} so the parent can tell HITs from
+// MISSes; gc: {minor: {count, ms}, major: {count, ms}}, the pauses of young- and old-generation collections
+// so far (perf_hooks GC entries).
 // Prints one JSON line {"port": n} on stdout once listening, or {"error": "..."} when it cannot start;
 // exits when stdin closes (the parent went away) or on SIGTERM/SIGINT.
 
@@ -33,13 +37,27 @@ const { loadPlugin } = require('./common.js')
 const SLOW_MS = 5
 const TTL = 3600 // long enough that no entry expires during a run: every measured request is a HIT
 const L1 = { maxBytes: 64 * 1024 * 1024, ttl: 60 }
-const KINDS = ['bare', 'object', 'slow', 'memory', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache', 'uncached', 'ioredis', 'proto-map', 'proto-redis', 'proto-miss']
-const NEEDS_REDIS = new Set(['redis', 'l1', 'miss', 'apicache-redis', 'uncached', 'ioredis', 'proto-redis', 'proto-miss'])
+const KINDS = ['bare', 'object', 'slow', 'memory', 'memory-ioredis', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache', 'uncached', 'ioredis', 'proto-map', 'proto-redis', 'proto-miss']
+const NEEDS_REDIS = new Set(['memory-ioredis', 'redis', 'l1', 'miss', 'apicache-redis', 'uncached', 'ioredis', 'proto-redis', 'proto-miss'])
 const WHO = 'test/bench/server.js'
 
 class Usage extends Error {}
 
-const stats = { runs: 0, xcache: {} }
+const stats = { runs: 0, xcache: {}, gc: { minor: { count: 0, ms: 0 }, major: { count: 0, ms: 0 } } }
+
+// Young-generation (scavenge) and full collections, counted as they end: the parent reports pause per request.
+function observeGc () {
+  const { PerformanceObserver, constants } = require('node:perf_hooks')
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = e.detail?.kind ?? e.kind
+      const into = kind === constants.NODE_PERFORMANCE_GC_MINOR ? stats.gc.minor : kind === constants.NODE_PERFORMANCE_GC_MAJOR ? stats.gc.major : undefined
+      if (into === undefined) continue
+      into.count++
+      into.ms += e.duration
+    }
+  }).observe({ entryTypes: ['gc'] })
+}
 
 async function slowWork () {
   stats.runs++
@@ -51,10 +69,19 @@ async function fastifyServer (kind, redisUrl) {
   // warnings (e.g. from the plugin) go to stderr: stdout carries the port line
   const app = Fastify({ logger: { level: 'warn', stream: process.stderr } })
 
-  if (kind === 'memory' || kind === 'redis' || kind === 'l1' || kind === 'miss' || kind === 'uncached') {
+  if (kind === 'memory-ioredis') {
+    // an ioredis client the app uses for something else (not decorated as fastify.redis, which the
+    // plugin would cache on), connected before the plugin registers
+    const { Redis } = require('ioredis')
+    const other = new Redis(redisUrl)
+    other.on('error', (err) => process.stderr.write(`${WHO}: redis client: ${err.message}\n`))
+    app.addHook('onClose', async () => { other.disconnect() })
+    await other.ping()
+  }
+  if (kind === 'memory' || kind === 'memory-ioredis' || kind === 'redis' || kind === 'l1' || kind === 'miss' || kind === 'uncached') {
     const httpCache = loadPlugin(WHO)
     // miss: a prefix of its own, so its entries share nothing with the redis server's on the same Redis
-    const options = kind === 'memory' ? {} : kind === 'miss' ? { redis: redisUrl, prefix: 'bench-miss' } : { redis: redisUrl }
+    const options = kind === 'memory' || kind === 'memory-ioredis' ? {} : kind === 'miss' ? { redis: redisUrl, prefix: 'bench-miss' } : { redis: redisUrl }
     if (kind === 'l1') options.l1 = L1
     await app.register(httpCache, options)
   } else if (kind === 'ioredis') {
@@ -191,6 +218,7 @@ async function main () {
   if (!KINDS.includes(kind)) throw new Usage(`${WHO}: unknown kind ${JSON.stringify(kind)} (expected ${KINDS.join(', ')})`)
   if (NEEDS_REDIS.has(kind) && redisUrl === undefined) throw new Usage(`${WHO}: the ${kind} kind needs a redis:// URL`)
 
+  observeGc()
   const server = kind.startsWith('apicache-') ? await expressServer(kind, redisUrl) : await fastifyServer(kind, redisUrl)
 
   let closing = false
