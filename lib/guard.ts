@@ -45,6 +45,7 @@ export class Guard {
   private probing = false
   private dropped = false
   private lastWarned = -Infinity
+  private lastOpened = -Infinity
   private readonly threshold: number
   private readonly cooldown: number
   private head: Pending | undefined
@@ -177,8 +178,12 @@ export class Guard {
     if (this.openUntil !== 0) {
       this.openUntil = performance.now() + this.cooldown
     } else if (this.failures >= this.threshold) {
-      this.openUntil = performance.now() + this.cooldown
-      this.opts.log.warn({ err }, `fastify-http-cache: Redis failing, serving without cache (probing every ${this.cooldown} ms)`)
+      const now = performance.now()
+      this.openUntil = now + this.cooldown
+      // a flapping Redis opens the circuit again and again: warn once per interval, the rest at info
+      const level = now - this.lastOpened < WARN_EVERY_MS ? 'info' : 'warn'
+      if (level === 'warn') this.lastOpened = now
+      this.opts.log[level]({ err }, `fastify-http-cache: Redis failing, serving without cache (probing every ${this.cooldown} ms)`)
     } else if (this.failures === 1) {
       this.warn(err, 'fastify-http-cache: Redis call failed, serving without cache')
     }

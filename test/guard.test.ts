@@ -142,6 +142,20 @@ test('the circuit opens after 3 consecutive failures, then lets exactly one prob
   t.equal(lines.filter((l) => l.level === 'warn').length, 2, 'state changes only: no warning per refused call')
 })
 
+test('a flapping Redis that opens the circuit again and again warns once per 10 s, the other openings at info', async (t) => {
+  const { g, lines } = guard({ timeout: 50, cooldown: 20 })
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 3; i++) await t.rejects(g.run(fails()))
+    await t.rejects(g.run(async () => 'x'), { message: /circuit open/ }, `round ${round}: open`)
+    await sleep(25)
+    t.equal(await g.run(async () => 'ok'), 'ok', `round ${round}: the probe closes it`)
+  }
+  const opened = lines.filter((l) => /Redis failing/.test(l.msg))
+  t.equal(opened.length, 5, 'every opening is logged')
+  t.same(opened.map((l) => l.level), ['warn', 'info', 'info', 'info', 'info'], 'one of them as a warning')
+  t.equal(lines.filter((l) => l.level === 'warn').length, 2, 'with the first failure\'s warning, two in all')
+})
+
 test('a success resets the count of consecutive failures', async (t) => {
   const { g } = guard()
   for (let round = 0; round < 3; round++) {
