@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Guard, type GuardOptions } from '../guard.js'
 import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
+import { current, registered } from './stamp.js'
 import { DELETE, DELETE_URL, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
@@ -441,31 +442,3 @@ function readCursor (cursor: string): [string, string] {
 
 /** The list of a group's reclaim sets still to empty. */
 const pendingOf = (base: string): string => base + 'R'
-
-/** Whether a generation's epoch is odd: its group is in the groups registry (see lib/stores/scripts.ts). */
-function registered (generation: string): boolean {
-  const dot = generation.indexOf('.')
-  return Number(dot === -1 ? generation : generation.slice(0, dot)) % 2 === 1
-}
-
-/**
- * The bytes of a stored value (`g<generation> <bytes>`) if it was written under the group's current
- * epoch; null when an eviction has made it unreachable, or when it is not a value of this store.
- */
-export function current (raw: Buffer, generation: string): Buffer | null {
-  if (raw[0] !== 0x67) return null // 'g'
-  const space = raw.indexOf(0x20, 1)
-  if (space === -1 || space > 40) return null
-  let end = raw.indexOf(0x2e, 1) // '.'
-  if (end === -1 || end > space) end = space
-  const dot = generation.indexOf('.')
-  const epoch = dot === -1 ? generation : generation.slice(0, dot)
-  if (end - 1 !== epoch.length || raw.toString('latin1', 1, end) !== epoch) return null
-  return raw.subarray(space + 1)
-}
-
-/** A value as the store keeps it in Redis: stamped with the generation it was written under. */
-export const stamped = (generation: string, bytes: Buffer): Buffer => Buffer.concat([Buffer.from(`g${generation} `, 'latin1'), bytes])
-
-/** The bytes of a value as the store keeps it in Redis, its stamp taken off (whatever its epoch). */
-export const unstamped = (raw: Buffer): Buffer => raw.subarray(raw.indexOf(0x20) + 1)
