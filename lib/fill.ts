@@ -12,8 +12,9 @@ import { entryRest, variant } from './keys.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
 import { record } from './outcome.js'
 import { httpFreshness } from './policy/http.js'
+import type { Freshness } from './policy/policy.js'
 import { release, settle } from './single-flight.js'
-import { GO, kState, type Outcome, type RequestState, type RouteRun } from './state.js'
+import { GO, isPromise, kState, type Outcome, type RequestState, type RouteRun } from './state.js'
 import { entryTags } from './tags.js'
 import { varyValues } from './vary.js'
 
@@ -100,11 +101,22 @@ export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyRe
     done(null, freshen(run, request, reply, payload, state, state.validating))
     return
   }
-  onMissSend(run, request, reply, payload, state).then((out) => done(null, out), (err: Error) => {
-    settle(run, state, undefined)
-    release(run, state)
-    done(err)
-  })
+  let freshness: Freshness | undefined | Promise<Freshness | undefined>
+  try {
+    freshness = run.stores ? run.policy.storage(run, request, reply) : undefined
+  } catch (err) {
+    missFailed(run, state, done, err as Error)
+    return
+  }
+  // synchronous unless the route's ttl is a function that returns a promise
+  if (isPromise(freshness)) freshness.then((f) => onMissSend(run, request, reply, payload, state, f, done), (err: Error) => missFailed(run, state, done, err))
+  else onMissSend(run, request, reply, payload, state, freshness, done)
+}
+
+function missFailed (run: RouteRun, state: RequestState, done: (err: Error | null, payload?: unknown) => void, err: Error): void {
+  settle(run, state, undefined)
+  release(run, state)
+  done(err)
 }
 
 /**
@@ -207,42 +219,56 @@ function storedTtl (entry: CacheEntry): number | undefined {
   return entry.ttl === 0 && entry.http === undefined ? undefined : freshnessLeft(entry, 0)
 }
 
-async function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState): Promise<unknown> {
-  const entry = await toEntry(run, request, reply, payload, state)
+function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState, freshness: Freshness | undefined,
+  done: (err: Error | null, payload?: unknown) => void): void {
+  let entry: CacheEntry | undefined
+  try {
+    entry = freshness === undefined ? undefined : toEntry(run, request, reply, payload, state, freshness)
+  } catch (err) {
+    missFailed(run, state, done, err as Error)
+    return
+  }
   missStatus(run, reply, state, entry)
   if (entry === undefined) {
     settle(run, state, undefined)
     release(run, state)
-    return payload
+    done(null, payload)
+    return
   }
   if (isNodeStream(payload)) {
     // followers cannot share a stream: they run the handler themselves
     settle(run, state, undefined)
     release(run, state)
     const length = request.method === 'HEAD' ? reply.getHeader('content-length') : undefined
-    return teeStream(payload, run.ctx.opts.maxEntrySize, (body) => {
+    const stored = entry
+    done(null, teeStream(payload, run.ctx.opts.maxEntrySize, (body) => {
       if (request.method === 'HEAD' && !wholeBody(body, length)) return
-      write(run, request, state, { ...entry, body, etag: run.http || entry.etag !== '' ? entry.etag : etagFor(undefined, body) })
-    })
+      write(run, request, state, { ...stored, body, etag: run.http || stored.etag !== '' ? stored.etag : etagFor(undefined, body) })
+    }))
+    return
   }
   settle(run, state, entry)
   const written = write(run, request, state, entry)
-  if (state.own) await written // a refresh is over when the new entry is in: until then no other starts
+  // a refresh is over when the new entry is in: until then no other starts
+  if (state.own && written !== undefined) written.then(() => done(null, missPayload(run, request, reply, payload, entry)), done)
+  else done(null, missPayload(run, request, reply, payload, entry))
+}
+
+/** What a stored MISS sends: a 304 when the client's validator matches the new entry, else the payload. */
+function missPayload (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, entry: CacheEntry): unknown {
   if (entry.status === 200 && notModified(request.headers, entry.etag, reply.getHeader('last-modified'))) {
     reply.code(304)
     reply.removeHeader('content-type')
     reply.removeHeader('content-length')
     return null
   }
-  return payload
+  // the entry's bytes are the string's, already encoded: sent as they are when no other onSend hook sees them
+  return run.direct && typeof payload === 'string' ? entry.body : payload
 }
 
 // The entry a response makes, with the response's headers set for it; undefined when not stored.
 // A stream's entry has an empty body (filled in when the stream ends).
-async function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState): Promise<CacheEntry | undefined> {
-  if (!run.stores) return undefined
-  const freshness = await run.policy.storage(run, request, reply)
-  if (freshness === undefined) return undefined
+function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState, freshness: Freshness): CacheEntry | undefined {
   const stream = isNodeStream(payload)
   const body = stream ? Buffer.alloc(0) : payloadBytes(payload)
   if (body === undefined) return undefined
@@ -315,18 +341,21 @@ function write (run: RouteRun, request: FastifyRequest, state: RequestState, ent
   }
   const { ctx, route } = run
   const value = run.http ? encodeVariants(withVariants(run, entry, state.variants), state.tags) : encodeEntry(entry, state.tags)
-  const p = ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
+  const p: Promise<void> = ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
     .then((written) => {
       if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')
+      writeEnded(run, state, p)
     }, (err: unknown) => {
       request.log.debug({ err }, 'fastify-http-cache: store failed')
-    })
-    .finally(() => {
-      release(run, state)
-      ctx.pending.delete(p)
+      writeEnded(run, state, p)
     })
   ctx.pending.add(p)
   return p
+}
+
+function writeEnded (run: RouteRun, state: RequestState, p: Promise<void>): void {
+  release(run, state)
+  run.ctx.pending.delete(p)
 }
 
 /** The headers of a reply worth replaying: not hop-by-hop, per-message or owned by this plugin. */

@@ -341,11 +341,15 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
 }
 
 /** The TTL of one response, in seconds; undefined when a TTL function answered something unusable. */
-export async function ttlFor (s: RouteSettings, request: FastifyRequest, clock: ExpiryClock, now: number): Promise<number | undefined> {
+// Synchronous unless the route's ttl is a function (every MISS computes it)
+export function ttlFor (s: RouteSettings, request: FastifyRequest, clock: ExpiryClock, now: number): number | Promise<number | undefined> {
   if (s.expires !== undefined) return Math.max(1, Math.ceil((clock.expiresAt(s.expires, now) - now) / 1000))
   if (typeof s.ttl === 'number') return s.ttl
-  const ttl = await s.ttl(request)
-  return Number.isInteger(ttl) && ttl >= 0 && ttl <= MAX_TTL ? ttl : undefined
+  const fn = s.ttl
+  return (async () => {
+    const ttl = await fn(request)
+    return Number.isInteger(ttl) && ttl >= 0 && ttl <= MAX_TTL ? ttl : undefined
+  })()
 }
 
 export function resolveWriteRoute (where: string, methods: string[], value: unknown, o: ResolvedOptions, keys: KeyBuilder): WriteSettings {

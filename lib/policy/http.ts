@@ -169,7 +169,7 @@ export const httpPolicy: Policy = {
 
   request: httpRequestDirectives,
 
-  async storage (run: RouteRun, request: FastifyRequest, reply: FastifyReply) {
+  storage (run: RouteRun, request: FastifyRequest, reply: FastifyReply) {
     // only a GET's response is the representation a GET (or HEAD) is answered with
     if (request.method !== 'GET') return undefined
     if (!applyVary(run, reply)) return undefined

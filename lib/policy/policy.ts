@@ -33,9 +33,9 @@ export interface Policy {
   standIn (entry: CacheEntry, ageMs: number): boolean
   /**
    * Whether the handler's response may be stored, and its freshness; sets the response headers that
-   * describe it. Undefined: not stored.
+   * describe it. Undefined: not stored. Synchronous unless it must wait (a route's async ttl function).
    */
-  storage (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Promise<Freshness | undefined>
+  storage (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Freshness | undefined | Promise<Freshness | undefined>
   /**
    * The Cache-Control of a stored entry served at `age` seconds (`stale`: past its freshness); undefined:
    * the stored one goes as it is.

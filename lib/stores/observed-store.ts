@@ -12,11 +12,13 @@ export class ObservedStore implements Store {
   readonly stable: boolean
   // bound once: counting a failed lookup allocates nothing per request
   private readonly lookupFailed: (err: unknown) => never
+  private readonly writeFailed: (err: unknown) => never
 
   constructor (readonly inner: Store, private readonly stats: Stats, private readonly timer: LookupTimer | undefined) {
     this.name = inner.name
     this.stable = inner.stable
     this.lookupFailed = (err) => this.failed('lookup', err)
+    this.writeFailed = (err) => this.failed('write', err)
   }
 
   get breaker (): 'closed' | 'open' | 'half-open' | undefined {
@@ -51,8 +53,8 @@ export class ObservedStore implements Store {
     })
   }
 
-  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
-    return await this.inner.write(key, group, value, ttlMs, generation, tags, origin).catch((err: unknown) => this.failed('write', err))
+  write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
+    return this.inner.write(key, group, value, ttlMs, generation, tags, origin).then(undefined, this.writeFailed)
   }
 
   async registerTags (group: string, tags: readonly string[]): Promise<void> {

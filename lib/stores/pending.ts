@@ -85,14 +85,14 @@ export class PendingStore implements Store {
     })
   }
 
-  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
+  write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
     this.remember(group)
-    if (this.size > 0 && this.covers(key, group)) {
-      // the replay moves the group's generation: a response computed before it is then not stored
-      await this.replay()
+    if (this.size === 0 || !this.covers(key, group)) return this.inner.write(key, group, value, ttlMs, generation, tags, origin)
+    // the replay moves the group's generation: a response computed before it is then not stored
+    return this.replay().then(() => {
       if (this.covers(key, group)) throw new StoreUnavailableError('fastify-http-cache: an eviction covering this key is still pending')
-    }
-    return await this.inner.write(key, group, value, ttlMs, generation, tags, origin)
+      return this.inner.write(key, group, value, ttlMs, generation, tags, origin)
+    })
   }
 
   async registerTags (group: string, tags: readonly string[]): Promise<void> {

@@ -139,14 +139,16 @@ export class RedisStore implements Store {
     })
   }
 
-  async lookup (key: string, group: string): Promise<Lookup> {
+  // Promise-light (no async wrappers): a lookup and a write are on every MISS.
+  lookup (key: string, group: string): Promise<Lookup> {
     this.cork()
-    const [raw, gen] = await this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group)))
-    const generation = gen === null ? '0' : gen.toString()
-    const value = raw === null ? null : current(raw, generation)
-    // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
-    if (registered(generation)) return { value, generation }
-    return { value, generation: await this.registerGroup(group, generation) }
+    return this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group))).then(([raw, gen]) => {
+      const generation = gen === null ? '0' : gen.toString()
+      const value = raw === null ? null : current(raw, generation)
+      // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
+      if (registered(generation)) return { value, generation }
+      return this.registerGroup(group, generation).then((g) => ({ value, generation: g }))
+    })
   }
 
   /**
@@ -165,21 +167,33 @@ export class RedisStore implements Store {
     }
   }
 
-  async write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = [], origin?: string): Promise<boolean> {
+  write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = [], origin?: string): Promise<boolean> {
     const keys = [key, indexOf(group), generationOf(group), originsOf(group)]
     for (const tag of tags) keys.push(tagSetOf(group, tag))
     const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins]
     if (origin !== undefined) args.push(origin)
-    let done = await this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
-    // unconditional (set(), write-through): the group is registered first, so clear() finds the value
+    // written in the same socket write as the turn's other commands, after the responses of this turn
+    this.cork()
+    return this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args)).then((done) => {
+      if (done === 0) return false
+      if (done[0] === -1) return this.registerAndWrite(group, keys, args, tags, ttlMs, done[1])
+      return tags.length === 0 ? true : this.keepRegistries(tags, done[1], ttlMs)
+    })
+  }
+
+  // unconditional (set(), write-through): the group is registered first, so clear() finds the value
+  private async registerAndWrite (group: string, keys: string[], args: Array<string | Buffer | number>, tags: readonly string[], ttlMs: number, read: string): Promise<boolean> {
+    let done: 0 | [1, string] | [-1, string] = [-1, read]
     for (let tries = 1; done !== 0 && done[0] === -1; tries++) {
       if (tries > REGISTER_TRIES) return false
       await this.registerGroup(group, done[1])
-      done = await this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
+      done = await this.on(keys[0]).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
     }
-    if (done === 0) return false
-    // a tag's registry (another slot) must outlive the group's tag sets
-    const longer = done[1]
+    return done === 0 ? false : await this.keepRegistries(tags, done[1], ttlMs)
+  }
+
+  /** A tag's registry (another slot) must outlive the group's tag sets: `longer` flags the ones that grew. */
+  private async keepRegistries (tags: readonly string[], longer: string, ttlMs: number): Promise<boolean> {
     await Promise.all(tags.map(async (tag, i) => { if (longer[i] === '1') await this.register(tag, '', ttlMs) }))
     return true
   }

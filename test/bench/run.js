@@ -27,9 +27,12 @@
 //   BENCH_DURATION     seconds per measured run (5)       BENCH_ROUNDS  rounds (3)
 //   BENCH_CONNECTIONS  concurrent connections (50)        BENCH_WARMUP  seconds of unmeasured load per server first (2)
 //   BENCH_SERVERS      comma-separated ids to run (all); bare always runs
-//   BENCH_LATENCY_RATE req/s of the latency runs at the same load (20000; 0: none): an open-loop load
+//   BENCH_LATENCY_RATE req/s of the latency runs at the same load (default: 30% of the bare route's
+//                      median req/s in the rounds above, in thousands; 0: none): an open-loop load
 //                      (open-loop.js), so the p99 targets compare HITs and the bare route doing the
-//                      same work per second, not each at its own saturation
+//                      same work per second, not each at its own saturation. 30% is where the 20,000
+//                      req/s of earlier runs stood on a machine whose bare route made 65,000: a fixed
+//                      rate puts a slower machine's servers near saturation, where the p99 is its stalls
 //   BENCH_LATENCY_ROUNDS  rounds of those runs (5: a p99 is the median of the rounds', robust to two runs
 //                      hit by a stall of the machine)
 //   BENCH_SERVER_CPU   core of the servers (0)            BENCH_CLIENT_CPU  core of autocannon (1)
@@ -114,7 +117,7 @@ function readConfig () {
     maxForeign: intEnv('BENCH_MAX_FOREIGN', 15, 0) / 100,
     retries: intEnv('BENCH_RETRIES', 2, 0),
     quietWait: intEnv('BENCH_QUIET_WAIT', 30, 0),
-    latencyRate: intEnv('BENCH_LATENCY_RATE', 20000, 0),
+    latencyRate: process.env.BENCH_LATENCY_RATE === undefined || process.env.BENCH_LATENCY_RATE === '' ? 'auto' : intEnv('BENCH_LATENCY_RATE', 0, 0),
     latencyRounds: intEnv('BENCH_LATENCY_ROUNDS', 5),
     serverCpu: cpuEnv('BENCH_SERVER_CPU', '0'),
     clientCpu: cpuEnv('BENCH_CLIENT_CPU', '1'),
@@ -601,6 +604,7 @@ async function main () {
   // Latency at the same load: the bare route and the HITs at one request rate each sustains, so a p99
   // compares the same work per second (at saturation each server would run at its own rate)
   const atRate = new Map()
+  if (cfg.latencyRate === 'auto') cfg.latencyRate = Math.max(1000, Math.floor(median(results.get('bare').map((r) => r.rps)) * 0.3 / 1000) * 1000)
   const latencyServers = cfg.latencyRate > 0 ? servers.filter((s) => LATENCY_IDS.includes(s.id)) : []
   for (let round = 0; round < cfg.latencyRounds && latencyServers.length > 0; round++) {
     for (let i = 0; i < latencyServers.length; i++) {
