@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ownHeaders, replay } from './coexist.js'
 import { forwardMember, freshnessLeft, setCacheStatus } from './cache-status.js'
 import { notModified } from './conditional.js'
-import { encodeEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
+import { encodeEntry, encodeTextEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
 import { evictionFailed } from './evict-error.js'
 import { entryRest, variant } from './keys.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
@@ -242,13 +242,14 @@ function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply
     const length = request.method === 'HEAD' ? reply.getHeader('content-length') : undefined
     const stored = entry
     done(null, teeStream(payload, run.ctx.opts.maxEntrySize, (body) => {
-      if (request.method === 'HEAD' && !wholeBody(body, length)) return
+      if (request.method === 'HEAD' && !wholeBody(body.length, length)) return
       write(run, request, state, { ...stored, body, etag: run.http || stored.etag !== '' ? stored.etag : etagFor(undefined, body) })
     }))
     return
   }
   settle(run, state, entry)
-  const written = write(run, request, state, entry)
+  const written = write(run, request, state, entry, state.encoded)
+  state.encoded = undefined
   // a refresh is over when the new entry is in: until then no other starts
   if (state.own && written !== undefined) written.then(() => done(null, missPayload(run, request, reply, payload, entry)), done)
   else done(null, missPayload(run, request, reply, payload, entry))
@@ -270,15 +271,18 @@ function missPayload (run: RouteRun, request: FastifyRequest, reply: FastifyRepl
 // A stream's entry has an empty body (filled in when the stream ends).
 function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState, freshness: Freshness): CacheEntry | undefined {
   const stream = isNodeStream(payload)
-  const body = stream ? Buffer.alloc(0) : payloadBytes(payload)
-  if (body === undefined) return undefined
-  if (body.length > run.ctx.opts.maxEntrySize) {
+  // a string (a serialized JSON answer) goes into the stored value as it is encoded: see encodeTextEntry
+  const text = !stream && !run.http && typeof payload === 'string' ? payload : undefined
+  const body = text !== undefined ? undefined : stream ? Buffer.alloc(0) : payloadBytes(payload)
+  if (text === undefined && body === undefined) return undefined
+  const bytes = text !== undefined ? Buffer.byteLength(text) : (body as Buffer).length
+  if (bytes > run.ctx.opts.maxEntrySize) {
     state.detail = 'too-large'
     return undefined
   }
   // Fastify's HEAD route runs the GET handler: what it answers is the GET's representation only when the
   // body is there (a proxied HEAD comes back empty, with the GET's Content-Length)
-  if (request.method === 'HEAD' && !stream && !wholeBody(body, reply.getHeader('content-length'))) return undefined
+  if (request.method === 'HEAD' && !stream && !wholeBody(bytes, reply.getHeader('content-length'))) return undefined
   const handlerEtag = reply.getHeader('etag')
   let etag: string
   if (run.http) {
@@ -286,15 +290,15 @@ function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
     etag = typeof handlerEtag === 'string' ? handlerEtag : ''
     if (!isFieldValue(etag)) return undefined
   } else {
-    etag = stream ? (typeof handlerEtag === 'string' ? handlerEtag : '') : etagFor(handlerEtag, body)
+    etag = stream ? (typeof handlerEtag === 'string' ? handlerEtag : '') : etagFor(handlerEtag, text ?? body as Buffer, bytes)
     if (!stream) reply.header('etag', etag)
   }
   const headers = endToEndHeaders(reply, run.statusHeader, run.http)
   const vary = ownHeaders(reply, headers, state.before, run.route.vary)
-  return {
+  const entry: CacheEntry = {
     status: reply.statusCode,
     headers,
-    body,
+    body: body ?? EMPTY,
     etag,
     storedAt: freshness.storedAt,
     ttl: freshness.ttl,
@@ -303,10 +307,18 @@ function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
     vary: varyValues(vary, request),
     http: freshness.http
   }
+  if (text !== undefined) {
+    const encoded = encodeTextEntry(entry, text, bytes, state.tags)
+    entry.body = encoded.body
+    state.encoded = encoded.value
+  }
+  return entry
 }
 
-function wholeBody (body: Buffer, contentLength: unknown): boolean {
-  return body.length > 0 && (contentLength === undefined || Number(contentLength) === body.length)
+const EMPTY = Buffer.alloc(0)
+
+function wholeBody (bytes: number, contentLength: unknown): boolean {
+  return bytes > 0 && (contentLength === undefined || Number(contentLength) === bytes)
 }
 
 // Variants of one URL kept side by side under policy 'http', newest first
@@ -334,13 +346,14 @@ function sameVary (a: Record<string, string>, b: Record<string, string>): boolea
   return true
 }
 
-function write (run: RouteRun, request: FastifyRequest, state: RequestState, entry: CacheEntry): Promise<void> | undefined {
+/** Stores `entry` (`encoded`: its value, when toEntry encoded it with its body already). */
+function write (run: RouteRun, request: FastifyRequest, state: RequestState, entry: CacheEntry, encoded?: Buffer): Promise<void> | undefined {
   if (state.generation === undefined) {
     release(run, state)
     return
   }
   const { ctx, route } = run
-  const value = run.http ? encodeVariants(withVariants(run, entry, state.variants), state.tags) : encodeEntry(entry, state.tags)
+  const value = encoded ?? (run.http ? encodeVariants(withVariants(run, entry, state.variants), state.tags) : encodeEntry(entry, state.tags))
   const p: Promise<void> = ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
     .then((written) => {
       if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')

@@ -6,9 +6,10 @@ import { Transform, pipeline, type Readable } from 'node:stream'
  * base64url characters). A validator only tells versions of one URL apart, and every entry stores
  * it: 9 bytes fewer per entry than the whole digest.
  */
-export function etagFor (handlerEtag: unknown, body: Buffer): string {
+export function etagFor (handlerEtag: unknown, body: Buffer | string, bytes = (body as Buffer).length): string {
   if (typeof handlerEtag === 'string') return handlerEtag
-  return `W/"${body.length.toString(16)}-${hash('sha1', body, 'base64url').slice(0, 20)}"`
+  // a string is hashed as its UTF-8 bytes, without a Buffer of them
+  return `W/"${bytes.toString(16)}-${hash('sha1', body, 'base64url').slice(0, 20)}"`
 }
 
 /** The payload as bytes, or undefined when it is a stream or another type this cache does not buffer. */

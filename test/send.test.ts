@@ -25,6 +25,39 @@ function countTakeovers (): { hook: (request: unknown, reply: { hijack: () => un
 
 for (const backend of backends(t)) {
   t.test(backend.name, async (t) => {
+    t.test('a MISS answered with a string: the client, a concurrent follower and the HITs after get its exact bytes (multi-byte UTF-8)', async (t) => {
+      const app = await build(t, backend)
+      const text = JSON.stringify({ name: 'Zoë — 東京 🍣', items: Array.from({ length: 40 }, (_, i) => `élément ${i}`) })
+      let calls = 0
+      let release = (): void => {}
+      const gate = new Promise<void>((resolve) => { release = resolve })
+      app.get('/utf8', { config: { cache: { ttl: 30 } } }, async (request, reply) => {
+        calls++
+        await gate
+        reply.type('application/json; charset=utf-8')
+        return text
+      })
+      // an onSend hook on another route leaves this one alone: its MISS is sent as the entry's bytes
+      app.get('/other', { onSend: async (request, reply, payload) => payload }, async () => 'x')
+      const base = await app.listen({ port: 0, host: '127.0.0.1' })
+      const leader = fetch(`${base}/utf8`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const follower = fetch(`${base}/utf8`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      release()
+      const [miss, followed] = await Promise.all([leader, follower])
+      t.equal(miss.headers.get('x-cache'), 'MISS')
+      t.equal(await miss.text(), text, 'the MISS body')
+      t.equal(Number(miss.headers.get('content-length')), Buffer.byteLength(text), 'the MISS Content-Length counts bytes')
+      t.equal(await followed.text(), text, 'the follower, served from the leader\'s entry')
+      t.equal(followed.headers.get('etag'), miss.headers.get('etag'))
+      const hit = await fetch(`${base}/utf8`)
+      t.equal(hit.headers.get('x-cache'), 'HIT')
+      t.equal(await hit.text(), text, 'the HIT body')
+      t.equal(hit.headers.get('etag'), miss.headers.get('etag'))
+      t.equal(calls, 1, 'the handler ran once')
+    })
+
     t.test('a HIT written directly carries the same status, headers and body, over a real socket', async (t) => {
       const lines: Array<Record<string, unknown>> = []
       const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } } })

@@ -91,6 +91,8 @@ export class RedisStore implements Store {
   private readonly maxOrigins: string
   private readonly channel: string
   private readonly reclaimer: Reclaimer
+  /** Group registrations in flight, by the generation they read and the group. */
+  private readonly registering = new Map<string, Promise<string>>()
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
@@ -157,7 +159,19 @@ export class RedisStore implements Store {
    * started before, and one that found it fences the write. Resolves to the generation to write under
    * (an unregistered one when that failed: the write is then refused).
    */
-  private async registerGroup (group: string, read: string): Promise<string> {
+  private registerGroup (group: string, read: string): Promise<string> {
+    // concurrent misses of one group share one registration: they resolve together, so the ones of one
+    // key join one single-flight run instead of each racing the leader's write with registrations of its own
+    const id = read + ' ' + group
+    let running = this.registering.get(id)
+    if (running === undefined) {
+      running = this.addToRegistry(group, read).finally(() => this.registering.delete(id))
+      this.registering.set(id, running)
+    }
+    return running
+  }
+
+  private async addToRegistry (group: string, read: string): Promise<string> {
     const gen = generationOf(group)
     try {
       await this.on(this.keys.groups()).run(() => this.client.sadd(this.keys.groups(), group))
