@@ -71,9 +71,8 @@ export function encodeEntry (e: CacheEntry, tags?: readonly string[]): Buffer {
 /**
  * `encodeEntry` for a body the handler answered as a string, in one allocation: the string's UTF-8
  * bytes are written once, straight into the value, and the entry's body is a view of them. The same
- * bytes as `encodeEntry({ ...e, body: Buffer.from(text) }, tags)`. A MISS then makes no body copy of its
- * own: at saturation those 1 KB copies, alive across the write's round trip, were promoted out of the
- * young generation and left to full collections (npm run bench, README).
+ * bytes as `encodeEntry({ ...e, body: Buffer.from(text) }, tags)`, with one copy of the body fewer per
+ * MISS (it was copied into a Buffer, then into msgpackr's output).
  */
 export function encodeTextEntry (e: Omit<CacheEntry, 'body'>, text: string, bytes: number, tags?: readonly string[]): { value: Buffer, body: Buffer } {
   const tagged = tags !== undefined && tags.length > 0

@@ -340,8 +340,10 @@ export function resolveRoute (where: string, value: unknown, o: ResolvedOptions,
   return s
 }
 
-/** The TTL of one response, in seconds; undefined when a TTL function answered something unusable. */
-// Synchronous unless the route's ttl is a function (every MISS computes it)
+/**
+ * The TTL of one response, in seconds; undefined when a TTL function answered something unusable.
+ * Synchronous unless the route's ttl is a function (every MISS computes it).
+ */
 export function ttlFor (s: RouteSettings, request: FastifyRequest, clock: ExpiryClock, now: number): number | Promise<number | undefined> {
   if (s.expires !== undefined) return Math.max(1, Math.ceil((clock.expiresAt(s.expires, now) - now) / 1000))
   if (typeof s.ttl === 'number') return s.ttl
