@@ -1,0 +1,144 @@
+'use strict'
+
+// npm run bench:miss: server CPU per MISS at a fixed request rate, the plugin against the issue's Redis
+// prototype (proto-miss), and builds of the plugin against each other. At saturation (npm run bench) a
+// MISS server's CPU share and rate both move with the machine's speed, by more than a change to the MISS
+// path; at a fixed rate each server does the same work per second, so its CPU time per request compares.
+// Every server (server.js, kind miss or proto-miss) runs in its own process pinned to one core (taskset)
+// with redis-server and the load generator (autocannon, every request a new URL) on the other. Each
+// round loads the servers one after the other, in an order rotated per round; a ratio is the median of
+// the per-round ratios (the machine drifts between rounds, less within one). Also reported: the young-
+// and old-generation GC pause per request (perf_hooks, as npm run bench).
+// Settings (environment):
+//   MISS_BUILDS     builds to compare: "name=dir,name=dir" (directories holding a compiled index.js, as
+//                   HTTP_CACHE_DIST); default "plugin=dist" (npm run build)
+//   MISS_RATE       req/s per server (2000)      MISS_DURATION  seconds per run (4)
+//   MISS_ROUNDS     rounds (8)                   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  cores (0 / 1)
+
+const { spawn, spawnSync } = require('node:child_process')
+const path = require('node:path')
+const readline = require('node:readline')
+const autocannon = require('autocannon')
+const { startRedisServer, machine, describeMachine, median, intEnv, ticksOf } = require('./common.js')
+
+const WHO = 'test/bench/miss.js'
+const RATE = intEnv('MISS_RATE', 2000)
+const DURATION = intEnv('MISS_DURATION', 4)
+const ROUNDS = intEnv('MISS_ROUNDS', 8)
+const SERVER_CPU = process.env.BENCH_SERVER_CPU ?? '0'
+const CLIENT_CPU = process.env.BENCH_CLIENT_CPU ?? '1'
+const TICK_US = 10_000 // USER_HZ 100
+
+function builds () {
+  const spec = process.env.MISS_BUILDS ?? `plugin=${path.join(__dirname, '..', '..', 'dist')}`
+  return spec.split(',').map((item) => {
+    const at = item.indexOf('=')
+    if (at < 1) throw new Error(`${WHO}: MISS_BUILDS takes name=dir pairs, got ${JSON.stringify(item)}`)
+    return { name: item.slice(0, at), kind: 'miss', dist: path.resolve(item.slice(at + 1)) }
+  })
+}
+
+const pinned = (cpu, cmd, args, options) => spawnSync('taskset', ['-c', cpu, 'true']).status === 0
+  ? spawn('taskset', ['-c', cpu, cmd, ...args], options)
+  : spawn(cmd, args, options)
+
+async function start (server, redisUrl) {
+  const env = { ...process.env }
+  if (server.dist !== undefined) env.HTTP_CACHE_DIST = server.dist
+  const child = pinned(SERVER_CPU, process.execPath, [path.join(__dirname, 'server.js'), server.kind, redisUrl], { env, stdio: ['pipe', 'pipe', 'inherit'] })
+  child.stdin.on('error', () => {})
+  const port = await new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${server.name} exited during startup (code ${code})`)))
+    readline.createInterface({ input: child.stdout }).on('line', (line) => {
+      let msg
+      try { msg = JSON.parse(line) } catch { return }
+      if (typeof msg.port === 'number') resolve(msg.port)
+      else if (typeof msg.error === 'string') reject(new Error(`${server.name}: ${msg.error}`))
+    })
+  })
+  return { ...server, child, url: `http://127.0.0.1:${port}`, sequence: 0, runs: [] }
+}
+
+async function stats (server) {
+  const res = await fetch(`${server.url}/stats`)
+  return await res.json()
+}
+
+/** One run at RATE: server CPU µs per response, GC pause µs per response, and whether every one was a MISS. */
+async function run (server, seconds) {
+  const before = await stats(server)
+  const ticks = ticksOf(server.child.pid)
+  const result = await new Promise((resolve, reject) => {
+    autocannon({
+      url: `${server.url}/`,
+      duration: seconds,
+      connections: 50,
+      overallRate: RATE,
+      requests: [{ setupRequest: (req) => ({ ...req, path: `/?n=${server.name}-${server.sequence++}` }) }]
+    }, (err, res) => err ? reject(err) : resolve(res))
+  })
+  const cpu = (ticksOf(server.child.pid) - ticks) * TICK_US
+  const after = await stats(server)
+  const n = result.requests.total
+  const misses = (after.xcache.MISS ?? 0) - (before.xcache.MISS ?? 0)
+  return {
+    rps: n / result.duration,
+    cpuUs: cpu / n,
+    minorUs: (after.gc.minor.ms - before.gc.minor.ms) * 1000 / n,
+    majorUs: (after.gc.major.ms - before.gc.major.ms) * 1000 / n,
+    allMisses: misses >= n && result.non2xx === 0 && result.errors === 0
+  }
+}
+
+async function main () {
+  const servers = [...builds(), { name: 'proto-miss', kind: 'proto-miss' }]
+  const mach = machine()
+  const redis = await startRedisServer({ launch: (cmd, args, options) => pinned(CLIENT_CPU, cmd, args, options) })
+  const started = []
+  try {
+    for (const s of servers) started.push(await start(s, redis.url))
+    spawnSync('taskset', ['-a', '-p', '-c', CLIENT_CPU, String(process.pid)], { stdio: 'ignore' })
+    for (const s of started) await run(s, 2) // warm-up
+    for (let round = 0; round < ROUNDS; round++) {
+      const line = []
+      for (let i = 0; i < started.length; i++) {
+        const s = started[(i + round) % started.length]
+        const r = await run(s, DURATION)
+        if (!r.allMisses) throw new Error(`${s.name}: not every response of round ${round + 1} was a MISS answered 2xx`)
+        s.runs.push(r)
+        line.push(`${s.name} ${r.cpuUs.toFixed(1)} µs`)
+      }
+      process.stderr.write(`round ${round + 1}/${ROUNDS}: ${line.join(', ')}\n`)
+    }
+  } finally {
+    // the servers first: none may see its Redis go away while closing
+    await Promise.all(started.map(async (s) => {
+      if (s.child.exitCode !== null) return
+      const gone = new Promise((resolve) => s.child.once('exit', resolve))
+      s.child.stdin.end()
+      await gone
+    }))
+    redis.child.kill('SIGKILL')
+  }
+  const proto = started[started.length - 1]
+  console.log(`\nserver CPU per MISS at ${RATE} req/s (every URL new), ${ROUNDS} rounds × ${DURATION} s, medians`)
+  console.log(describeMachine(mach))
+  console.log('| server | req/s | CPU µs/MISS | × proto-miss (median of rounds) | young-gen pause µs/MISS | full GC µs/MISS |')
+  console.log('|---|--:|--:|--:|--:|--:|')
+  for (const s of started) {
+    const ratio = median(s.runs.map((r, i) => r.cpuUs / proto.runs[i].cpuUs))
+    const m = (key) => median(s.runs.map((r) => r[key]))
+    console.log(`| ${s.name} | ${Math.round(m('rps'))} | ${m('cpuUs').toFixed(1)} | ${ratio.toFixed(3)} | ${m('minorUs').toFixed(2)} | ${m('majorUs').toFixed(2)} |`)
+  }
+  for (const a of started.slice(0, -1)) {
+    for (const b of started.slice(0, -1)) {
+      if (a === b) continue
+      console.log(`${a.name} / ${b.name}: ${median(a.runs.map((r, i) => r.cpuUs / b.runs[i].cpuUs)).toFixed(3)} (median of per-round ratios)`)
+    }
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${WHO} failed: ${err.stack ?? err}\n`)
+  process.exitCode = 1
+})
