@@ -80,7 +80,9 @@ export function encodeTextEntry (e: Omit<CacheEntry, 'body'>, text: string, byte
   const head = packr.pack([VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers])
   const tail = packr.pack([e.vary ?? null, ...(tagged ? [tags] : [])])
   const binHead = bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5
-  const value = Buffer.allocUnsafe(head.length + binHead + bytes + tail.length - 1)
+  // memory of its own (not a slice of Node's shared pool): the memory store keeps it, and a kept slice would
+  // hold its whole 8 KB pool slab
+  const value = Buffer.allocUnsafeSlow(head.length + binHead + bytes + tail.length - 1)
   head.copy(value, 0)
   value[0] = tagged ? 0x9b : 0x9a
   let at = head.length

@@ -33,6 +33,7 @@ test('encodeTextEntry makes the bytes encodeEntry makes, with and without vary a
       const { value, body } = encodeTextEntry(e, text, bytes, tags as string[] | undefined)
       t.same(value, encodeEntry({ ...e, body: Buffer.from(text) }, tags as string[] | undefined), `${name}, ${what}: same value`)
       t.equal(body.toString(), text, `${name}, ${what}: the body view holds the text`)
+      t.equal(value.buffer.byteLength, value.length, `${name}, ${what}: the value is memory of its own (a store keeps it)`)
       const back = decodeEntry(value)
       t.equal(back?.body.toString(), text, `${name}, ${what}: decodes to the text`)
       t.same(back?.tags, tags, `${name}, ${what}: tags read back`)

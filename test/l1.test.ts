@@ -151,6 +151,23 @@ t.test('an eviction that fails still drops this instance\'s copies (no stale rea
   }
 })
 
+t.test('a value read from Redis is kept as a copy of its own, not as a view of the socket read it came in', async (t) => {
+  const l1 = new L1(1_000_000, 60_000)
+  l1.setLive(true)
+  // what ioredis hands back: a reply of a batch, a view into the whole read (here 55 KB)
+  const read = Buffer.alloc(55_800, 'r')
+  read.write('the value', 11_171)
+  const view = read.subarray(11_171, 11_171 + 1100)
+  l1.fill('k', 'g', { value: view, generation: '1' }, l1.epoch)
+  const kept = l1.get('k')?.value
+  t.same(kept, view, 'the same bytes')
+  t.equal(kept?.buffer.byteLength, 1100, 'holding 1,100 bytes, not the 55,800 of the read')
+  // a Buffer that is its own memory is kept as it is (no copy)
+  const alone = Buffer.allocUnsafeSlow(3000).fill('w')
+  l1.fill('w', 'g', { value: alone, generation: '1' }, l1.epoch)
+  t.equal(l1.get('w')?.value, alone)
+})
+
 t.test('L1 copies are bounded by ttl and size', async (t) => {
   const l1 = new L1(2000, 60_000)
   l1.setLive(true)
