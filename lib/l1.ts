@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Invalidation, Lookup } from './stores/store.js'
+import { ownBytes, type Invalidation, type Lookup } from './stores/store.js'
 
 interface Slot extends Lookup { value: Buffer, group: string }
 
@@ -38,7 +38,7 @@ export class L1 {
   /** Keeps what a Redis read found, unless an invalidation arrived since the read began (`epoch`). */
   fill (key: string, group: string, found: Lookup, epoch: number): void {
     if (!this.live || epoch !== this.epoch || found.value === null) return
-    this.lru.set(key, { value: own(found.value), generation: found.generation, group })
+    this.lru.set(key, { value: ownBytes(found.value), generation: found.generation, group })
     let keys = this.groups.get(group)
     if (keys === undefined) this.groups.set(group, keys = new Set())
     keys.add(key)
@@ -67,17 +67,6 @@ export class L1 {
   get size (): number {
     return this.lru.size
   }
-}
-
-/**
- * A value read from Redis is a view of the socket read it arrived in, a batch of replies (55 KB for 50 HITs
- * of 1 KB): kept as it is, each slot would hold its whole batch, far past maxBytes. Kept as a copy of its own.
- */
-function own (value: Buffer): Buffer {
-  if (value.byteOffset === 0 && value.buffer.byteLength === value.length) return value
-  const copy = Buffer.allocUnsafeSlow(value.length)
-  value.copy(copy)
-  return copy
 }
 
 /** The invalidation message format of the stores' scripts: 'g<group>' or 'k<key>'. */

@@ -44,6 +44,19 @@ test('write, lookup and delete', async (t) => {
   await store.close()
 })
 
+test('a value that is a view of a larger buffer is kept as bytes of its own (maxBytes bounds real memory)', async (t) => {
+  const store = new MemoryStore(MiB)
+  // msgpackr's output: a view into its 8 KB working buffer
+  const work = Buffer.alloc(8192, 'w')
+  const view = work.subarray(1000, 2100)
+  await store.write('k', 'g', view, 0)
+  const kept = (await store.lookup('k', 'g')).value
+  t.same(kept, view, 'the same bytes')
+  t.equal(kept?.buffer.byteLength, 1100, 'holding 1,100 bytes, not the 8,192 of the buffer it came from')
+  t.equal((await store.lookup('k', 'g')).value, kept, 'the same Buffer on every lookup (decoded once)')
+  await store.close()
+})
+
 test('TTL: an entry expires after its ttl; ttl 0 never expires', async (t) => {
   const store = new MemoryStore(MiB)
   await store.write('short', 'g', Buffer.from('a'), 30)

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { entryPrefixOf } from '../keys.js'
-import { originMatches, type Health, type Lookup, type Page, type Store } from './store.js'
+import { originMatches, ownBytes, type Health, type Lookup, type Page, type Store } from './store.js'
 
 const MAX_TAGS = 100_000
 // admin listings in progress: a cursor older than this, or beyond this many, is forgotten
@@ -62,7 +62,7 @@ export class MemoryStore implements Store {
       }
     }
     const old = this.lru.get(key)
-    const slot = { value, group, tags }
+    const slot = { value: ownBytes(value), group, tags }
     this.lru.set(key, slot, ttlMs > 0 ? { ttl: ttlMs } : undefined)
     if (old !== undefined) this.unindex(old, key) // replaced: its tags may differ
     if (!this.lru.has(key)) return false // larger than the whole store: lru-cache refused it

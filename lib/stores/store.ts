@@ -73,3 +73,15 @@ export interface Store {
 export function originMatches (origin: string | undefined, candidate: string): boolean {
   return origin === undefined || candidate === origin || candidate.startsWith(origin + ';')
 }
+
+/**
+ * Bytes a store or tier keeps, as memory of their own: a Buffer that is a view of a larger one (a Redis
+ * reply inside its socket read, 55 KB for a batch of 50 replies of 1 KB; msgpackr's output inside its
+ * 8 KB working buffer) would hold all of it for as long as it is kept, past any byte bound.
+ */
+export function ownBytes (value: Buffer): Buffer {
+  if (value.byteOffset === 0 && value.buffer.byteLength === value.length) return value
+  const copy = Buffer.allocUnsafeSlow(value.length)
+  value.copy(copy)
+  return copy
+}
