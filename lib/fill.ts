@@ -7,9 +7,9 @@ import { ownHeaders, replay } from './coexist.js'
 import { forwardMember, freshnessLeft, setCacheStatus } from './cache-status.js'
 import { notModified } from './conditional.js'
 import { encodeEntry, encodeTextEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
-import { evictionFailed } from './evict-error.js'
-import { entryRest, variant } from './keys.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
+import { evictionFailed } from './evict-error.js'
+import { invalidateUnsafe } from './invalidation.js'
 import { record } from './outcome.js'
 import { httpFreshness } from './policy/http.js'
 import type { Freshness } from './policy/policy.js'
@@ -81,7 +81,7 @@ export function onSend (run: RouteRun, request: FastifyRequest, reply: FastifyRe
   }
   if (state.unsafe) {
     if (run.cacheStatus !== undefined) setCacheStatus(reply, forwardMember(run.cacheStatus, 'method', reply.statusCode, false, undefined, undefined))
-    invalidate(run, request, reply, state.origin as string).then((failed) => {
+    invalidateUnsafe(run, request, reply, state.origin as string).then((failed) => {
       done(null, failed && run.ctx.opts.onEvictError === 'fail' ? evictionFailed(reply, payload) : payload)
     }, () => done(null, payload))
     return
@@ -159,38 +159,6 @@ function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
   return updated.body
 }
 
-/**
- * RFC 9111 §4.4: a successful unsafe request invalidates its URL and the same-origin URLs it names.
- * Resolves true when an invalidation failed.
- */
-async function invalidate (run: RouteRun, request: FastifyRequest, reply: FastifyReply, here: string): Promise<boolean> {
-  const status = reply.statusCode
-  if (status < 200 || status > 399) return false
-  const { ctx, route } = run
-  // every forwarded variant of this host
-  const origin = ctx.opts.keyOrigin ? here : undefined
-  const targets = new Set([request.url])
-  for (const name of ['location', 'content-location']) {
-    const value = reply.getHeader(name)
-    const text = Array.isArray(value) ? value[0] : value
-    if (typeof text !== 'string') continue
-    try {
-      const u = new URL(text, here + request.url)
-      if (`${u.protocol}//${u.host}` === new URL(here).origin) targets.add(u.pathname + u.search)
-    } catch {} // not a URL: nothing to invalidate
-  }
-  const by = variant(route.vary, request.headers, undefined)
-  const results = await Promise.allSettled([...targets].map(async (url) => await ctx.store.deleteUrl(route.base, entryRest(url, by, true), origin)))
-  let failed = false
-  for (const r of results) {
-    if (r.status === 'rejected') {
-      failed = true
-      request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after an unsafe request failed; what it covers is not served until it is replayed')
-    }
-  }
-  return failed
-}
-
 // RFC 5861 stale-if-error: the expired entry stands in for the handler's failure.
 function serveStale (run: RouteRun, reply: FastifyReply, entry: CacheEntry): Buffer {
   const resident = Math.max(0, Date.now() - entry.storedAt)
@@ -221,13 +189,14 @@ function storedTtl (entry: CacheEntry): number | undefined {
 
 function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState, freshness: Freshness | undefined,
   done: (err: Error | null, payload?: unknown) => void): void {
-  let entry: CacheEntry | undefined
+  let made: Made | undefined
   try {
-    entry = freshness === undefined ? undefined : toEntry(run, request, reply, payload, state, freshness)
+    made = freshness === undefined ? undefined : toEntry(run, request, reply, payload, state, freshness)
   } catch (err) {
     missFailed(run, state, done, err as Error)
     return
   }
+  const entry = made?.entry
   missStatus(run, reply, state, entry)
   if (entry === undefined) {
     settle(run, state, undefined)
@@ -248,8 +217,7 @@ function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply
     return
   }
   settle(run, state, entry)
-  const written = write(run, request, state, entry, state.encoded)
-  state.encoded = undefined
+  const written = write(run, request, state, entry, made?.value)
   // a refresh is over when the new entry is in: until then no other starts
   if (state.own && written !== undefined) written.then(() => done(null, missPayload(run, request, reply, payload, entry)), done)
   else done(null, missPayload(run, request, reply, payload, entry))
@@ -267,9 +235,12 @@ function missPayload (run: RouteRun, request: FastifyRequest, reply: FastifyRepl
   return run.direct && typeof payload === 'string' ? entry.body : payload
 }
 
+/** An entry a response makes, and its stored value when that was encoded with the body (a string answer). */
+interface Made { entry: CacheEntry, value: Buffer | undefined }
+
 // The entry a response makes, with the response's headers set for it; undefined when not stored.
 // A stream's entry has an empty body (filled in when the stream ends).
-function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState, freshness: Freshness): CacheEntry | undefined {
+function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, payload: unknown, state: RequestState, freshness: Freshness): Made | undefined {
   const stream = isNodeStream(payload)
   // a string (a serialized JSON answer) goes into the stored value as it is encoded: see encodeTextEntry
   const text = !stream && !run.http && typeof payload === 'string' ? payload : undefined
@@ -307,12 +278,10 @@ function toEntry (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
     vary: varyValues(vary, request),
     http: freshness.http
   }
-  if (text !== undefined) {
-    const encoded = encodeTextEntry(entry, text, bytes, state.tags)
-    entry.body = encoded.body
-    state.encoded = encoded.value
-  }
-  return entry
+  if (text === undefined) return { entry, value: undefined }
+  const encoded = encodeTextEntry(entry, text, bytes, state.tags)
+  entry.body = encoded.body
+  return { entry, value: encoded.value }
 }
 
 const EMPTY = Buffer.alloc(0)

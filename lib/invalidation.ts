@@ -2,10 +2,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteFinder } from './api.js'
 import { encodeEntry, keepFor, type CacheEntry } from './entry.js'
 import { entryKeyRest, requestOrigin, varyByValue } from './request-key.js'
-import type { HookContext } from './state.js'
+import type { HookContext, RouteRun } from './state.js'
 import { checkTags, entryTags, pathTag } from './tags.js'
 import { httpDate } from './expiry.js'
-import { ancestors, entryPrefixOf, entryRest, pathOf } from './keys.js'
+import { ancestors, entryPrefixOf, entryRest, pathOf, variant } from './keys.js'
 import { ttlFor, type WriteSettings } from './options.js'
 import { etagFor, payloadBytes } from './payload.js'
 import { evictionFailed } from './evict-error.js'
@@ -96,4 +96,36 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     await store.registerTags(base, tags)
     await store.write(key, base, encodeEntry(entry, tags), keepFor(entry), undefined, tags, origin)
   }
+}
+
+/**
+ * RFC 9111 §4.4: a successful unsafe request invalidates its URL and the same-origin URLs it names.
+ * Resolves true when an invalidation failed.
+ */
+export async function invalidateUnsafe (run: RouteRun, request: FastifyRequest, reply: FastifyReply, here: string): Promise<boolean> {
+  const status = reply.statusCode
+  if (status < 200 || status > 399) return false
+  const { ctx, route } = run
+  // every forwarded variant of this host
+  const origin = ctx.opts.keyOrigin ? here : undefined
+  const targets = new Set([request.url])
+  for (const name of ['location', 'content-location']) {
+    const value = reply.getHeader(name)
+    const text = Array.isArray(value) ? value[0] : value
+    if (typeof text !== 'string') continue
+    try {
+      const u = new URL(text, here + request.url)
+      if (`${u.protocol}//${u.host}` === new URL(here).origin) targets.add(u.pathname + u.search)
+    } catch {} // not a URL: nothing to invalidate
+  }
+  const by = variant(route.vary, request.headers, undefined)
+  const results = await Promise.allSettled([...targets].map(async (url) => await ctx.store.deleteUrl(route.base, entryRest(url, by, true), origin)))
+  let failed = false
+  for (const r of results) {
+    if (r.status === 'rejected') {
+      failed = true
+      request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after an unsafe request failed; what it covers is not served until it is replayed')
+    }
+  }
+  return failed
 }

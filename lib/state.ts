@@ -50,8 +50,6 @@ export interface RequestState {
   before: Record<string, unknown> | undefined
   /** Policy 'http': an unsafe method, whose success invalidates its URL (RFC 9111 §4.4). */
   unsafe: boolean
-  /** The stored value of the entry this MISS made from a string answer (encoded with its body at once). */
-  encoded: Buffer | undefined
   /** Why the request reaches the handler, and where the cache stepped aside (Cache-Status, stats). */
   fwd: Forward
   detail: Detail | undefined
@@ -82,7 +80,6 @@ export function newState (key: string, origin: string | undefined, own: boolean)
     variants: undefined,
     before: undefined,
     unsafe: false,
-    encoded: undefined,
     fwd: 'uri-miss',
     detail: undefined
   }

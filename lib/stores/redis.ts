@@ -6,44 +6,8 @@ import { Guard, type GuardOptions } from '../guard.js'
 import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
 import { current, registered } from './stamp.js'
-import { DELETE, DELETE_URL, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, REGISTER, UNLOCK, WRITE } from './scripts.js'
+import { DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
-
-// The admin API's listing (values are read raw: stamped, see `current`).
-// KEYS: index, generation. ARGV: SSCAN cursor, key to resume after ('' = none), limit, most SSCAN calls.
-// One page of the admin API's listing. SSCAN with COUNT 1 returns one run of hash table buckets per
-// call (a small listpack set: all of it, cursor 0); a run that does not fit in the page is left whole
-// for the next one, whose cursor is then the run's own start: no member is listed twice, none skipped.
-// Only a run larger than a page is split, sorted, resuming after its last key listed. Returns
-// {generation, cursor ('0' with no resume key: the end), resume key, key1, value1, key2, value2...}; members that
-// expired are skipped.
-const ENTRIES = `
-local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local out = {}
-local gen = redis.call('GET', KEYS[2]) or '0'
-while true do
-  local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 1)
-  local run = r[2]
-  table.sort(run)
-  local live = {}
-  for _, key in ipairs(run) do
-    if key > after then
-      local v = redis.pcall('GET', key)
-      if type(v) == 'string' then live[#live + 1] = key; live[#live + 1] = v end
-    end
-  end
-  if #out + #live > 2 * limit then
-    if #out > 0 then return {gen, cursor, '', unpack(out)} end
-    for i = 1, 2 * limit do out[i] = live[i] end
-    return {gen, cursor, live[2 * limit - 1], unpack(out)}
-  end
-  for i = 1, #live do out[#out + 1] = live[i] end
-  after = ''
-  cursor = r[1]
-  calls = calls - 1
-  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {gen, cursor, '', unpack(out)} end
-end
-`
 
 // How long a registration made before a handler runs holds at least (far beyond any request).
 const REGISTRATION_MS = 10 * 60 * 1000
