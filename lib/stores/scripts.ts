@@ -73,14 +73,14 @@ if e % 2 == 0 then
   return {-1, g}
 end
 local ttl = tonumber(ARGV[2])
-if ARGV[6] then
-  if redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
-  keep(KEYS[4], ARGV[6], ttl)
-end
+if ARGV[6] and redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
 local replaced = redis.call('EXISTS', KEYS[1]) == 1
 local value = 'g' .. g .. ' ' .. ARGV[1]
 if ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl) else redis.call('SET', KEYS[1], value) end
 if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
+-- the sets that point at the key expire after it: their expiry is set after its own (the clock may
+-- tick a millisecond during the script)
+if ARGV[6] then keep(KEYS[4], ARGV[6], ttl) end
 keep(KEYS[2], KEYS[1], ttl)
 local longer = ''
 for i = 5, #KEYS do
