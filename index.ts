@@ -8,6 +8,7 @@ import { createHooks, kState, type HookContext } from './lib/hooks.js'
 import { KeyBuilder } from './lib/keys.js'
 import { L1, subscribe } from './lib/l1.js'
 import { resolveOptions, resolveRoute, resolveWriteRoute, type ResolvedOptions } from './lib/options.js'
+import { InFlight } from './lib/in-flight.js'
 import { createWriteHook } from './lib/invalidation.js'
 import { bindMetrics, loadPromClient } from './lib/metrics.js'
 import { Stats } from './lib/stats.js'
@@ -16,6 +17,7 @@ import { PendingStore } from './lib/stores/pending.js'
 import { ObservedStore } from './lib/stores/observed-store.js'
 import { RedisStore } from './lib/stores/redis.js'
 import type { Store } from './lib/stores/store.js'
+import type { Flight } from './lib/state.js'
 import type * as types from './lib/types.js'
 
 const STARTUP_WAIT_MS = 2000
@@ -43,10 +45,10 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     opts,
     store,
     keys,
-    pending: new Set(),
+    pending: new InFlight(),
     l1,
     locks: redis,
-    flights: new Map(),
+    flights: Object.create(null) as Record<string, Flight>,
     refreshing: new Set(),
     inject: async (url, headers) => await fastify.inject({ method: 'GET', url, headers }),
     token: randomBytes(16).toString('hex'),
@@ -142,7 +144,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
   fastify.addHook('onClose', async () => {
     subscription?.close()
     metrics?.unbind()
-    await Promise.allSettled([...ctx.pending])
+    await ctx.pending.drained()
     await store.close()
   })
 

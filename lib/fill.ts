@@ -323,21 +323,20 @@ function write (run: RouteRun, request: FastifyRequest, state: RequestState, ent
   }
   const { ctx, route } = run
   const value = encoded ?? (run.http ? encodeVariants(withVariants(run, entry, state.variants), state.tags) : encodeEntry(entry, state.tags))
-  const p: Promise<void> = ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
+  ctx.pending.start()
+  return ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
     .then((written) => {
       if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')
-      writeEnded(run, state, p)
+      writeEnded(run, state)
     }, (err: unknown) => {
       request.log.debug({ err }, 'fastify-http-cache: store failed')
-      writeEnded(run, state, p)
+      writeEnded(run, state)
     })
-  ctx.pending.add(p)
-  return p
 }
 
-function writeEnded (run: RouteRun, state: RequestState, p: Promise<void>): void {
+function writeEnded (run: RouteRun, state: RequestState): void {
   release(run, state)
-  run.ctx.pending.delete(p)
+  run.ctx.pending.end()
 }
 
 /** The headers of a reply worth replaying: not hop-by-hop, per-message or owned by this plugin. */

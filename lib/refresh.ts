@@ -28,13 +28,13 @@ export function revalidate (ctx: HookContext, request: FastifyRequest, key: stri
   ctx.refreshing.add(key)
   const headers: IncomingHttpHeaders = { ...request.headers, [REVALIDATE_HEADER]: ctx.token }
   for (const name of NOT_REPLAYED) delete headers[name]
-  const p = ctx.inject(request.url, headers)
+  ctx.pending.start()
+  ctx.inject(request.url, headers)
     .then((res) => {
       if (res.statusCode >= 400) request.log.debug({ statusCode: res.statusCode }, 'fastify-http-cache: background refresh failed, the stale entry stays')
     }, (err: unknown) => request.log.debug({ err }, 'fastify-http-cache: background refresh failed'))
     .finally(() => {
       ctx.refreshing.delete(key)
-      ctx.pending.delete(p)
+      ctx.pending.end()
     })
-  ctx.pending.add(p)
 }

@@ -19,7 +19,7 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 
 /** The run of this key and generation in this process, if one is under way. */
 export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
-  return run.ctx.flights.get(generation + ' ' + state.key)
+  return run.ctx.flights[generation + ' ' + state.key]
 }
 
 /** Makes this request the leader of its key's run. */
@@ -29,7 +29,7 @@ export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, g
   const entry = new Promise<CacheEntry | undefined>((resolve) => { done = resolve })
   state.flight = { entry, settle: done }
   state.flightKey = flightKey
-  run.ctx.flights.set(flightKey, state.flight)
+  run.ctx.flights[flightKey] = state.flight
   // a response that never reaches onSend (hijacked, connection gone) must not leave followers waiting
   reply.raw.once('close', () => settle(run, state, undefined))
 }
@@ -101,7 +101,7 @@ export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | 
   if (flight === undefined) return
   state.flight = undefined
   const flights = run.ctx.flights
-  if (flights.get(state.flightKey) === flight) flights.delete(state.flightKey)
+  if (flights[state.flightKey] === flight) delete flights[state.flightKey]
   flight.settle(entry)
 }
 

@@ -2,6 +2,7 @@
 // made ready for requests, and the state one request carries from its lookup to its onSend.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Detail, Forward } from './cache-status.js'
+import type { InFlight } from './in-flight.js'
 import type { Counters, Stats } from './stats.js'
 import type { CacheEntry } from './entry.js'
 import type { KeyBuilder } from './keys.js'
@@ -92,11 +93,15 @@ export interface HookContext {
   store: Store
   keys: KeyBuilder
   /** Writes and refreshes in flight, awaited on close. */
-  pending: Set<Promise<unknown>>
+  pending: InFlight
   l1: L1 | undefined
   /** Where cross-instance locks are taken (Redis stores only). */
   locks: RedisStore | undefined
-  flights: Map<string, Flight>
+  /**
+   * Runs under way by '<generation> <key>'. A dictionary object, not a Map: see lib/in-flight.ts (a Map
+   * here kept every MISS's request alive past young-generation collections).
+   */
+  flights: Record<string, Flight>
   /** Keys being refreshed in the background by this instance. */
   refreshing: Set<string>
   /** Runs a GET through the app (fastify.inject), for background refreshes. */
