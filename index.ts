@@ -17,7 +17,6 @@ import { PendingStore } from './lib/stores/pending.js'
 import { ObservedStore } from './lib/stores/observed-store.js'
 import { RedisStore } from './lib/stores/redis.js'
 import type { Store } from './lib/stores/store.js'
-import type { Flight } from './lib/state.js'
 import type * as types from './lib/types.js'
 
 const STARTUP_WAIT_MS = 2000
@@ -48,7 +47,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     pending: new InFlight(),
     l1,
     locks: redis,
-    flights: Object.create(null) as Record<string, Flight>,
+    flights: new Map(),
     refreshing: new Set(),
     inject: async (url, headers) => await fastify.inject({ method: 'GET', url, headers }),
     token: randomBytes(16).toString('hex'),

@@ -19,17 +19,18 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 
 /** The run of this key and generation in this process, if one is under way. */
 export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
-  return run.ctx.flights[generation + ' ' + state.key]
+  return run.ctx.flights.get(generation + ' ' + state.key)
 }
 
 /** Makes this request the leader of its key's run. */
 export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, generation: string): void {
   const flightKey = generation + ' ' + state.key
-  let done!: (entry: CacheEntry | undefined) => void
-  const entry = new Promise<CacheEntry | undefined>((resolve) => { done = resolve })
-  state.flight = { entry, settle: done }
+  // Nothing is attached to a flight after this (no promise to resolve with the entry) unless a follower
+  // comes: the flights map rebuilds its table every few dozen MISSes, and a table discarded from the old
+  // generation keeps what it held alive through young-generation collections (see lib/in-flight.ts).
+  state.flight = { waiters: undefined }
   state.flightKey = flightKey
-  run.ctx.flights[flightKey] = state.flight
+  run.ctx.flights.set(flightKey, state.flight)
   // a response that never reaches onSend (hijacked, connection gone) must not leave followers waiting
   reply.raw.once('close', () => settle(run, state, undefined))
 }
@@ -37,11 +38,11 @@ export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, g
 /** The leader's entry, or undefined when it stored none or took too long. */
 export async function follow (running: Flight): Promise<CacheEntry | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined
-  const entry = await Promise.race([
-    running.entry,
+  const entry = await new Promise<CacheEntry | undefined>((resolve) => {
+    (running.waiters ??= []).push(resolve)
     // the leader's response may never reach onSend (hijacked): wait bounded, then run the handler
-    new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), FOLLOW_WAIT_MS) })
-  ])
+    timer = setTimeout(() => resolve(undefined), FOLLOW_WAIT_MS)
+  })
   clearTimeout(timer)
   return entry
 }
@@ -101,8 +102,11 @@ export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | 
   if (flight === undefined) return
   state.flight = undefined
   const flights = run.ctx.flights
-  if (flights[state.flightKey] === flight) delete flights[state.flightKey]
-  flight.settle(entry)
+  if (flights.get(state.flightKey) === flight) flights.delete(state.flightKey)
+  const waiters = flight.waiters
+  if (waiters === undefined) return
+  flight.waiters = undefined
+  for (const resolve of waiters) resolve(entry)
 }
 
 /** Lets go of the cross-instance lock this request holds. */

@@ -14,10 +14,12 @@ import type { RedisStore } from './stores/redis.js'
 
 export const kState = Symbol('fastify-http-cache.state')
 
-/** One handler run that concurrent misses of the same key (and generation) wait for. */
+/**
+ * One handler run that concurrent misses of the same key (and generation) wait for: the followers'
+ * callbacks, made by the first one (most runs have none).
+ */
 export interface Flight {
-  entry: Promise<CacheEntry | undefined>
-  settle: (entry: CacheEntry | undefined) => void
+  waiters: Array<(entry: CacheEntry | undefined) => void> | undefined
 }
 
 export interface RequestState {
@@ -97,11 +99,8 @@ export interface HookContext {
   l1: L1 | undefined
   /** Where cross-instance locks are taken (Redis stores only). */
   locks: RedisStore | undefined
-  /**
-   * Runs under way by '<generation> <key>'. A dictionary object, not a Map: see lib/in-flight.ts (a Map
-   * here kept every MISS's request alive past young-generation collections).
-   */
-  flights: Record<string, Flight>
+  /** Runs under way by '<generation> <key>'. */
+  flights: Map<string, Flight>
   /** Keys being refreshed in the background by this instance. */
   refreshing: Set<string>
   /** Runs a GET through the app (fastify.inject), for background refreshes. */
