@@ -47,7 +47,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     pending: new InFlight(),
     l1,
     locks: redis,
-    flights: new Map(),
+    flights: Object.create(null) as HookContext['flights'],
     refreshing: new Set(),
     inject: async (url, headers) => await fastify.inject({ method: 'GET', url, headers }),
     token: randomBytes(16).toString('hex'),

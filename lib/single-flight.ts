@@ -19,18 +19,17 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 
 /** The run of this key and generation in this process, if one is under way. */
 export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
-  return run.ctx.flights.get(generation + ' ' + state.key)
+  return run.ctx.flights[generation + ' ' + state.key]
 }
 
 /** Makes this request the leader of its key's run. */
 export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, generation: string): void {
   const flightKey = generation + ' ' + state.key
-  // Nothing is attached to a flight after this (no promise to resolve with the entry) unless a follower
-  // comes: the flights map rebuilds its table every few dozen MISSes, and a table discarded from the old
-  // generation keeps what it held alive through young-generation collections (see lib/in-flight.ts).
+  // Nothing is attached to a flight after this (no promise resolved with the entry) unless a follower
+  // comes: a flight that lives on past its run (see HookContext.flights) keeps nothing else alive.
   state.flight = { waiters: undefined }
   state.flightKey = flightKey
-  run.ctx.flights.set(flightKey, state.flight)
+  run.ctx.flights[flightKey] = state.flight
   // a response that never reaches onSend (hijacked, connection gone) must not leave followers waiting
   reply.raw.once('close', () => settle(run, state, undefined))
 }
@@ -102,7 +101,7 @@ export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | 
   if (flight === undefined) return
   state.flight = undefined
   const flights = run.ctx.flights
-  if (flights.get(state.flightKey) === flight) flights.delete(state.flightKey)
+  if (flights[state.flightKey] === flight) delete flights[state.flightKey]
   const waiters = flight.waiters
   if (waiters === undefined) return
   flight.waiters = undefined

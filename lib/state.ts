@@ -99,8 +99,12 @@ export interface HookContext {
   l1: L1 | undefined
   /** Where cross-instance locks are taken (Redis stores only). */
   locks: RedisStore | undefined
-  /** Runs under way by '<generation> <key>'. */
-  flights: Map<string, Flight>
+  /**
+   * Runs under way by '<generation> <key>'. A dictionary object, not a Map: a Map that gains and loses
+   * an entry per MISS rebuilds its table every few dozen, and a table discarded from the old generation
+   * keeps the flights it held alive through young-generation collections (lib/in-flight.ts).
+   */
+  flights: Record<string, Flight>
   /** Keys being refreshed in the background by this instance. */
   refreshing: Set<string>
   /** Runs a GET through the app (fastify.inject), for background refreshes. */
