@@ -8,7 +8,9 @@
 // with redis-server and the load generator (autocannon, every request a new URL) on the other. Each
 // round loads the servers one after the other, in an order rotated per round; a ratio is the median of
 // the per-round ratios (the machine drifts between rounds, less within one). Also reported: the young-
-// and old-generation GC pause per request (perf_hooks, as npm run bench).
+// and old-generation GC pause per request (perf_hooks, as npm run bench), and the bytes per request that
+// scavenges promoted to the old generation (--trace-gc-nvp): what a MISS keeps alive past its own
+// request, which full collections then pay for (README, "The MISS path, round 2").
 // Settings (environment):
 //   MISS_BUILDS     builds to compare: "name=dir,name=dir" (directories holding a compiled index.js, as
 //                   HTTP_CACHE_DIST); default "plugin=dist" (npm run build)
@@ -45,18 +47,25 @@ const pinned = (cpu, cmd, args, options) => spawnSync('taskset', ['-c', cpu, 'tr
 async function start (server, redisUrl) {
   const env = { ...process.env }
   if (server.dist !== undefined) env.HTTP_CACHE_DIST = server.dist
-  const child = pinned(SERVER_CPU, process.execPath, [path.join(__dirname, 'server.js'), server.kind, redisUrl], { env, stdio: ['pipe', 'pipe', 'inherit'] })
+  // --trace-gc-nvp: one line per collection on stdout, with the bytes each scavenge promoted
+  const child = pinned(SERVER_CPU, process.execPath, ['--trace-gc-nvp', path.join(__dirname, 'server.js'), server.kind, redisUrl], { env, stdio: ['pipe', 'pipe', 'inherit'] })
+  const gc = { promoted: 0 }
   child.stdin.on('error', () => {})
   const port = await new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${server.name} exited during startup (code ${code})`)))
     readline.createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.includes(' gc=s ')) {
+        const promoted = /\bpromoted=(\d+)/.exec(line)
+        if (promoted !== null) gc.promoted += Number(promoted[1])
+        return
+      }
       let msg
       try { msg = JSON.parse(line) } catch { return }
       if (typeof msg.port === 'number') resolve(msg.port)
       else if (typeof msg.error === 'string') reject(new Error(`${server.name}: ${msg.error}`))
     })
   })
-  return { ...server, child, url: `http://127.0.0.1:${port}`, sequence: 0, runs: [] }
+  return { ...server, child, gc, url: `http://127.0.0.1:${port}`, sequence: 0, runs: [] }
 }
 
 async function stats (server) {
@@ -67,6 +76,7 @@ async function stats (server) {
 /** One run at RATE: server CPU µs per response, GC pause µs per response, and whether every one was a MISS. */
 async function run (server, seconds) {
   const before = await stats(server)
+  const promoted = server.gc.promoted
   const ticks = ticksOf(server.child.pid)
   const result = await new Promise((resolve, reject) => {
     autocannon({
@@ -86,6 +96,7 @@ async function run (server, seconds) {
     cpuUs: cpu / n,
     minorUs: (after.gc.minor.ms - before.gc.minor.ms) * 1000 / n,
     majorUs: (after.gc.major.ms - before.gc.major.ms) * 1000 / n,
+    promotedB: (server.gc.promoted - promoted) / n,
     allMisses: misses >= n && result.non2xx === 0 && result.errors === 0
   }
 }
@@ -123,12 +134,12 @@ async function main () {
   const proto = started[started.length - 1]
   console.log(`\nserver CPU per MISS at ${RATE} req/s (every URL new), ${ROUNDS} rounds × ${DURATION} s, medians`)
   console.log(describeMachine(mach))
-  console.log('| server | req/s | CPU µs/MISS | × proto-miss (median of rounds) | young-gen pause µs/MISS | full GC µs/MISS |')
-  console.log('|---|--:|--:|--:|--:|--:|')
+  console.log('| server | req/s | CPU µs/MISS | × proto-miss (median of rounds) | young-gen pause µs/MISS | full GC µs/MISS | promoted B/MISS |')
+  console.log('|---|--:|--:|--:|--:|--:|--:|')
   for (const s of started) {
     const ratio = median(s.runs.map((r, i) => r.cpuUs / proto.runs[i].cpuUs))
     const m = (key) => median(s.runs.map((r) => r[key]))
-    console.log(`| ${s.name} | ${Math.round(m('rps'))} | ${m('cpuUs').toFixed(1)} | ${ratio.toFixed(3)} | ${m('minorUs').toFixed(2)} | ${m('majorUs').toFixed(2)} |`)
+    console.log(`| ${s.name} | ${Math.round(m('rps'))} | ${m('cpuUs').toFixed(1)} | ${ratio.toFixed(3)} | ${m('minorUs').toFixed(2)} | ${m('majorUs').toFixed(2)} | ${Math.round(m('promotedB'))} |`)
   }
   for (const a of started.slice(0, -1)) {
     for (const b of started.slice(0, -1)) {
