@@ -7,10 +7,6 @@ export class InFlight {
   private count = 0
   private waiting: Array<() => void> = []
 
-  get size (): number {
-    return this.count
-  }
-
   start (): void {
     this.count++
   }
