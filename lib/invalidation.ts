@@ -32,22 +32,10 @@ export function createWriteHook (ctx: HookContext, routes: RouteFinder, w: Write
     } catch (err) {
       evictions.push(Promise.reject(err))
     }
-    const evicted = { failed: report(request, await Promise.allSettled(evictions)) }
+    const evicted = { failed: report(request, await Promise.allSettled(evictions), 'a write') }
     // after the evictions, which could otherwise drop the entry written through
-    if (w.self || w.put !== null) report(request, await Promise.allSettled([dropAndPut(request, reply, payload, evicted)]))
+    if (w.self || w.put !== null) report(request, await Promise.allSettled([dropAndPut(request, reply, payload, evicted)]), 'a write')
     return evicted.failed && opts.onEvictError === 'fail' ? evictionFailed(reply, payload) : payload
-  }
-
-  /** Logs the failures; true when there was one. */
-  function report (request: FastifyRequest, results: Array<PromiseSettledResult<unknown>>): boolean {
-    let failed = false
-    for (const r of results) {
-      if (r.status === 'rejected') {
-        failed = true
-        request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after a write failed; what it covers is not served until it is replayed')
-      }
-    }
-    return failed
   }
 
   async function dropAndPut (request: FastifyRequest, reply: FastifyReply, payload: unknown, evicted: { failed: boolean }): Promise<void> {
@@ -120,11 +108,16 @@ export async function invalidateUnsafe (run: RouteRun, request: FastifyRequest, 
   }
   const by = variant(route.vary, request.headers, undefined)
   const results = await Promise.allSettled([...targets].map(async (url) => await ctx.store.deleteUrl(route.base, entryRest(url, by, true), origin)))
+  return report(request, results, 'an unsafe request')
+}
+
+/** Logs the invalidations that failed after `what`; true when one did. */
+function report (request: FastifyRequest, results: Array<PromiseSettledResult<unknown>>, what: string): boolean {
   let failed = false
   for (const r of results) {
     if (r.status === 'rejected') {
       failed = true
-      request.log.error({ err: r.reason }, 'fastify-http-cache: invalidation after an unsafe request failed; what it covers is not served until it is replayed')
+      request.log.error({ err: r.reason }, `fastify-http-cache: invalidation after ${what} failed; what it covers is not served until it is replayed`)
     }
   }
   return failed
