@@ -1,5 +1,10 @@
+// Conditional requests, both ways: a client's conditional GET answered 304 from an entry, and the
+// cache's own validation of a stale entry (its validators sent to the handler in place of the client's).
 import fresh from 'fresh'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyRequest } from 'fastify'
+import type { CacheEntry } from './entry.js'
+import type { RequestState } from './state.js'
 
 /**
  * Whether a conditional GET can be answered 304 (RFC 9110 §13.1): If-None-Match with weak comparison,
@@ -20,3 +25,31 @@ export const HTTP_DATE = /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|
 
 /** Headers a 304 carries (RFC 9110 §15.4.5): those that would describe the 200, not its body. */
 export const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'etag', 'expires', 'vary'] as const
+
+// RFC 9111 §4.3.1: a stale entry is validated with its own validators (reply-from forwards the raw
+// headers, so both copies carry them); the client's own conditional headers are set aside meanwhile.
+export function sendValidators (request: FastifyRequest, state: RequestState, entry: CacheEntry): void {
+  const headers = request.headers
+  const raw = request.raw.headers
+  state.conditional = { inm: headers['if-none-match'], ims: headers['if-modified-since'] }
+  const lastModified = entry.headers['last-modified']
+  for (const h of [headers, raw]) {
+    delete h['if-none-match']
+    delete h['if-modified-since']
+    if (entry.etag !== '') h['if-none-match'] = entry.etag
+    if (typeof lastModified === 'string') h['if-modified-since'] = lastModified
+  }
+}
+
+/** Puts the client's own conditional headers back once the handler has answered. */
+export function restoreConditional (request: FastifyRequest, state: RequestState): void {
+  const saved = state.conditional
+  if (saved === undefined) return
+  state.conditional = undefined
+  for (const h of [request.headers, request.raw.headers]) {
+    delete h['if-none-match']
+    delete h['if-modified-since']
+    if (saved.inm !== undefined) h['if-none-match'] = saved.inm as string
+    if (saved.ims !== undefined) h['if-modified-since'] = saved.ims as string
+  }
+}

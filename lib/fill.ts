@@ -5,7 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ownHeaders, replay } from './coexist.js'
 import { forwardMember, freshnessLeft, setCacheStatus } from './cache-status.js'
-import { notModified } from './conditional.js'
+import { notModified, restoreConditional, sendValidators } from './conditional.js'
 import { encodeEntry, encodeTextEntry, encodeVariants, isFieldValue, keepFor, NOT_STORED, NOT_STORED_HTTP, type CacheEntry, type HeaderValue } from './entry.js'
 import { etagFor, isNodeStream, payloadBytes, teeStream } from './payload.js'
 import { evictionFailed } from './evict-error.js'
@@ -38,33 +38,6 @@ export function prepare (run: RouteRun, request: FastifyRequest, state: RequestS
       request.log.warn({ err }, 'fastify-http-cache: tags could not be computed or registered, response not cached')
       return GO
     })
-}
-
-// RFC 9111 §4.3.1: a stale entry is validated with its own validators (reply-from forwards the raw
-// headers, so both copies carry them); the client's own conditional headers are set aside meanwhile.
-function sendValidators (request: FastifyRequest, state: RequestState, entry: CacheEntry): void {
-  const headers = request.headers
-  const raw = request.raw.headers
-  state.conditional = { inm: headers['if-none-match'], ims: headers['if-modified-since'] }
-  const lastModified = entry.headers['last-modified']
-  for (const h of [headers, raw]) {
-    delete h['if-none-match']
-    delete h['if-modified-since']
-    if (entry.etag !== '') h['if-none-match'] = entry.etag
-    if (typeof lastModified === 'string') h['if-modified-since'] = lastModified
-  }
-}
-
-function restoreConditional (request: FastifyRequest, state: RequestState): void {
-  const saved = state.conditional
-  if (saved === undefined) return
-  state.conditional = undefined
-  for (const h of [request.headers, request.raw.headers]) {
-    delete h['if-none-match']
-    delete h['if-modified-since']
-    if (saved.inm !== undefined) h['if-none-match'] = saved.inm as string
-    if (saved.ims !== undefined) h['if-modified-since'] = saved.ims as string
-  }
 }
 
 // Callback style: a HIT passes through without a promise.
