@@ -211,7 +211,7 @@ export interface WrapOptions<A extends unknown[]> {
 export interface HttpCacheApi {
   /** Drops every entry and value of a group; resolves to the number removed. */
   evictGroup (group: string, options?: { namespace?: string }): Promise<number>
-  /** Drops every entry and value carrying a tag, in every group; resolves to the number removed. */
+  /** Drops every entry and value carrying a tag, in every group; resolves to how many the tag indexed (on Redis, expired ones not yet dropped included). */
   evictTag (tag: string): Promise<number>
   /** Drops the entry a GET of `url` would hit (group, namespace and key inputs taken from the matching route). */
   evict (url: string, options?: EvictOptions): Promise<boolean>

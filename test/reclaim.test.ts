@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import httpCache from '../index.js'
 import type { HttpCacheOptions } from '../lib/types.js'
-import { EVICT_GROUP } from '../lib/stores/scripts.js'
+import { EVICT_GROUP, EVICT_TAG } from '../lib/stores/scripts.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { until } from './helpers/until.js'
 
@@ -34,7 +34,13 @@ async function keys (pattern: string): Promise<string[]> {
 /** Runs the store's eviction script as an instance that dies right after it would: nobody reclaims. */
 async function evictAndDie (prefix: string, group: string): Promise<void> {
   const base = `${prefix}:{${group}}:`
-  await r.eval(EVICT_GROUP, 4, base + 'i', base + 'g', base + 'o', base + 'R', `${prefix}:invalidate`, base, '')
+  await r.eval(EVICT_GROUP, 5, base + 'i', base + 'g', base + 'o', base + 'R', base + 'f', `${prefix}:invalidate`, base, '')
+}
+
+/** Runs the store's tag eviction script for one group as an instance that dies right after it would. */
+async function evictTagAndDie (prefix: string, group: string, tag: string): Promise<number> {
+  const base = `${prefix}:{${group}}:`
+  return await r.eval(EVICT_TAG, 4, base + 't:' + tag, base + 'g', base + 'R', base + 'f', `${prefix}:invalidate`, base, tag) as number
 }
 
 async function fillValues (app: FastifyInstance, group: string, n: number): Promise<void> {
@@ -101,17 +107,65 @@ t.test('a reclaim left unfinished is resumed by the group\'s next eviction', asy
   t.pass('the earlier eviction\'s keys went with the later one\'s')
 })
 
-t.test('evictTag over more keys than one reclaim script takes: all gone when it resolves, the rest stays', async (t) => {
+t.test('evictTag over more keys than one reclaim script takes: unreachable when it resolves, reclaimed behind it, the rest stays', async (t) => {
   const { app, prefix } = await make(t)
   for (let i = 0; i < 600; i += 200) {
     await Promise.all(Array.from({ length: 200 }, async (_, j) => await app.cache.set(`t${i + j}`, i + j, { group: 'mixed', tags: ['hot'] })))
   }
   await app.cache.set('plain', 'stays', { group: 'mixed' })
   t.equal(await app.cache.evictTag('hot'), 600)
-  t.same(await keys(`${prefix}:{mixed}:v:*`), [`${prefix}:{mixed}:v:plain`], 'no tagged key left when the call resolves')
+  t.equal(await app.cache.get('t1', { group: 'mixed' }), undefined, 'unreachable at once')
+  t.equal(await app.cache.get('plain', { group: 'mixed' }), 'stays')
+  await until('reclaimed', async () => (await r.exists(`${prefix}:{mixed}:R`, `${prefix}:{mixed}:f`)) === 0)
+  t.same(await keys(`${prefix}:{mixed}:v:*`), [`${prefix}:{mixed}:v:plain`], 'no tagged key left once reclaimed')
   t.same(await r.smembers(`${prefix}:{mixed}:i`), [`${prefix}:{mixed}:v:plain`], 'and none in the index')
   t.equal(await app.cache.get('plain', { group: 'mixed' }), 'stays')
-  t.equal(await r.exists(`${prefix}:{mixed}:R`), 0, 'nothing left queued')
+  await until('unqueued', async () => (await r.exists(`${prefix}:reclaim`)) === 0)
+})
+
+t.test('a tag eviction fences the tag\'s values at once, before any reclaim: the rest of the group and what is written since are served', async (t) => {
+  const { app, prefix } = await make(t, { admin: { insecure: true } })
+  const group = 'fenced'
+  await app.cache.set('a', 'a1', { group, tags: ['hot'] })
+  await app.cache.set('b', 'b1', { group, tags: ['cold', 'hot'] })
+  await app.cache.set('c', 'c1', { group, tags: ['hotter', 'ho'] })
+  await app.cache.set('d', 'd1', { group })
+  t.equal(await evictTagAndDie(prefix, group, 'hot'), 2)
+  const value = (name: string): string => `${prefix}:{${group}}:v:${name}`
+  t.equal(await r.exists(value('a'), value('b')), 2, 'nobody reclaimed them (the evicting instance died)')
+  t.equal(await app.cache.get('a', { group }), undefined, 'a value carrying the tag is unreachable')
+  t.equal(await app.cache.get('b', { group }), undefined, 'among other tags too')
+  t.equal(await app.cache.get('c', { group }), 'c1', 'tags that only share a prefix with it are not fenced')
+  t.equal(await app.cache.get('d', { group }), 'd1', 'untagged values are not fenced')
+  const listed = await app.inject(`/_cache/groups/${group}/entries`)
+  t.same(listed.json().entries.map((e: { key: string }) => e.key).sort(), [value('c'), value('d')], 'the admin listing skips fenced values')
+
+  await app.cache.set('a', 'a2', { group, tags: ['hot'] })
+  t.equal(await app.cache.get('a', { group }), 'a2', 'a value written since the eviction is served')
+  t.equal(await evictTagAndDie(prefix, group, 'cold'), 1)
+  t.match(await r.get(`${prefix}:{${group}}:f`), /^;\d+\.\d+,hot;\d+\.\d+,cold$/, 'the fence holds both evictions')
+  t.equal(await app.cache.get('a', { group }), 'a2', 'another tag\'s eviction does not fence it')
+
+  await r.sadd(`${prefix}:reclaim`, `${prefix}:{${group}}:`)
+  await make(t, { prefix }) // another instance starts and resumes the reclaims
+  await until('reclaimed', async () => (await r.exists(`${prefix}:{${group}}:R`, `${prefix}:{${group}}:f`)) === 0)
+  t.same(await keys(`${prefix}:{${group}}:v:*`), [value('a'), value('c'), value('d')], 'the fenced keys are gone, the one written since stays')
+  t.equal(await app.cache.get('a', { group }), 'a2')
+})
+
+t.test('a fence lives as long as the tag set it fenced, and goes with the group\'s next eviction', async (t) => {
+  const { app, prefix } = await make(t)
+  const fence = `${prefix}:{short}:f`
+  await app.cache.set('x', 1, { group: 'short', tags: ['t'], ttl: 100 })
+  await app.cache.set('y', 1, { group: 'short', tags: ['t'], ttl: 50 })
+  await evictTagAndDie(prefix, 'short', 't')
+  const ttl = await r.pttl(fence)
+  t.ok(ttl > 90_000 && ttl <= 100_000, `as long as the longest value carrying the tag (${ttl} ms)`)
+  await app.cache.set('z', 1, { group: 'short', tags: ['u'], ttl: 0 })
+  await evictTagAndDie(prefix, 'short', 'u')
+  t.equal(await r.pttl(fence), -1, 'for good once it fences a value kept for good')
+  t.equal(await app.cache.evictGroup('short'), 0, 'the keys the tag evictions took are not counted again')
+  t.equal(await r.exists(fence), 0, 'the new epoch makes it moot')
 })
 
 t.test('evict(url) under more origins than one script takes', async (t) => {

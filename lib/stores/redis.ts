@@ -5,7 +5,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Guard, type GuardOptions } from '../guard.js'
 import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
-import { current, registered } from './stamp.js'
+import { current, registered, tagsHead } from './stamp.js'
 import { DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
@@ -23,13 +23,13 @@ type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1, string] | [-1, string]>
   httpCacheMark (gen: string, read: string): Promise<string | null>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
-  httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, channel: string, group: string, clear: string): Promise<number>
-  httpCacheEvictTag (tagSet: string, gen: string, pending: string, channel: string, group: string): Promise<string | null>
-  httpCacheReclaim (set: string, index: string, pending: string, gen: string, budget: number, channel: string, group: string): Promise<[number, number]>
+  httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, fence: string, channel: string, group: string, clear: string): Promise<[number, number]>
+  httpCacheEvictTag (tagSet: string, gen: string, pending: string, fence: string, channel: string, group: string, tag: string): Promise<number>
+  httpCacheReclaim (set: string, index: string, pending: string, fence: string, gen: string, budget: number): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
   httpCacheDeleteUrl (origins: string, index: string, gen: string, channel: string, prefix: string, rest: string, origin: string, cursor: string): Promise<[string, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
-  httpCacheEntriesBuffer (index: string, generation: string, cursor: string, after: string, limit: number, calls: number): Promise<[Buffer, Buffer, Buffer, ...Buffer[]]>
+  httpCacheEntriesBuffer (index: string, generation: string, fence: string, cursor: string, after: string, limit: number, calls: number): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
 }
 
 export interface RedisStoreOptions {
@@ -66,21 +66,21 @@ export class RedisStore implements Store {
     if (typeof this.client.httpCacheWrite !== 'function') {
       client.defineCommand('httpCacheWrite', { lua: WRITE }) // key count varies with the tags
       client.defineCommand('httpCacheMark', { numberOfKeys: 1, lua: MARK })
-      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 4, lua: EVICT_GROUP })
-      client.defineCommand('httpCacheEvictTag', { numberOfKeys: 3, lua: EVICT_TAG })
-      client.defineCommand('httpCacheReclaim', { numberOfKeys: 3, lua: RECLAIM })
+      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 5, lua: EVICT_GROUP })
+      client.defineCommand('httpCacheEvictTag', { numberOfKeys: 4, lua: EVICT_TAG })
+      client.defineCommand('httpCacheReclaim', { numberOfKeys: 4, lua: RECLAIM })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
       client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 3, lua: DELETE_URL })
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
-      client.defineCommand('httpCacheEntries', { numberOfKeys: 2, lua: ENTRIES })
+      client.defineCommand('httpCacheEntries', { numberOfKeys: 3, lua: ENTRIES })
     }
     this.guardOptions = { timeout: opts.timeout, log: opts.log, isReady: () => client.status === 'ready' }
     this.guard = new Guard(this.guardOptions)
     this.cluster = typeof (client as Cluster).nodes === 'function' && (client as Cluster).isCluster === true
     this.reclaimer = new Reclaimer(
       async (base) => await this.on(base).run(() => this.client.lrange(pendingOf(base), 0, -1)),
-      async (base, set) => await this.reclaimStep(base, set, ''),
+      async (base, set) => await this.reclaimStep(base, set),
       async (base) => await this.unqueue(base),
       opts.log)
     // what an instance that died mid-way left: resumed once connected
@@ -108,9 +108,9 @@ export class RedisStore implements Store {
   // Promise-light (no async wrappers): a lookup and a write are on every MISS.
   lookup (key: string, group: string): Promise<Lookup> {
     this.cork()
-    return this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group))).then(([raw, gen]) => {
+    return this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group))).then(([raw, gen, fence]) => {
       const generation = gen === null ? '0' : gen.toString()
-      const value = raw === null ? null : current(raw, generation)
+      const value = raw === null ? null : current(raw, generation, fence)
       // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
       if (registered(generation)) return { value, generation }
       return this.registerGroup(group, generation).then((g) => ({ value, generation: g }))
@@ -148,7 +148,7 @@ export class RedisStore implements Store {
   write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = [], origin?: string): Promise<boolean> {
     const keys = [key, indexOf(group), generationOf(group), originsOf(group)]
     for (const tag of tags) keys.push(tagSetOf(group, tag))
-    const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins]
+    const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags)]
     if (origin !== undefined) args.push(origin)
     // written in the same socket write as the turn's other commands, after the responses of this turn
     this.cork()
@@ -220,14 +220,14 @@ export class RedisStore implements Store {
   }
 
   private async evict (group: string, clear: boolean): Promise<number> {
-    let n: number
+    let n: number, queued: number
     try {
-      n = await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), pendingOf(group),
-        this.channel, group, clear ? '1' : ''))
+      [n, queued] = await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), pendingOf(group),
+        fenceOf(group), this.channel, group, clear ? '1' : ''))
     } finally {
       this.invalidated?.({ group })
     }
-    if (n > 0) this.queue(group)
+    if (queued > 0) this.queue(group)
     return n
   }
 
@@ -258,12 +258,10 @@ export class RedisStore implements Store {
     await this.on(this.keys.reclaims()).run(() => this.client.srem(this.keys.reclaims(), group))
   }
 
-  /** One reclaim script over `set`; resolves true when the set is empty. `publish`: the group to announce then. */
-  private async reclaimStep (group: string, set: string, publish: string, count?: (n: number) => void): Promise<boolean> {
+  /** One reclaim script over `set`; resolves true when the set is empty. */
+  private async reclaimStep (group: string, set: string): Promise<boolean> {
     const threshold = set.slice(group.length + 2) // '<group>r:<generation>'
-    const [removed, done] = await this.on(group).run(() => this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), threshold,
-      RECLAIM_BUDGET_US, this.channel, publish))
-    count?.(removed)
+    const [, done] = await this.on(group).run(() => this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), fenceOf(group), threshold, RECLAIM_BUDGET_US))
     return done === 1
   }
 
@@ -282,8 +280,9 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Group by group: fences the group's writes and moves the tag's keys aside in O(1), then removes them
-   * in short scripts before going on (a tagged key stays readable until then: the call resolves after).
+   * O(1) in Redis per group the tag reached: the group's fence makes the tag's values unreachable at
+   * once (see FENCE in lib/stores/scripts.ts); they are reclaimed behind it. Resolves to how many keys
+   * the tag indexed (expired or otherwise evicted ones not yet dropped included).
    */
   async evictTag (tag: string): Promise<number> {
     const registry = this.keys.tagRegistry(tag)
@@ -293,11 +292,15 @@ export class RedisStore implements Store {
       for (const group of groups) {
         // unregister first: a write racing the eviction then either dies with it or registers again
         await this.on(registry).run(() => this.client.srem(registry, group))
-        const set = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group), this.channel, group))
-        this.invalidated?.({ group })
-        if (set === null) continue
-        while (!await this.reclaimStep(group, set, group, (removed) => { n += removed }));
-        this.invalidated?.({ group })
+        let some: number
+        try {
+          some = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group), fenceOf(group),
+            this.channel, group, tag))
+        } finally {
+          this.invalidated?.({ group })
+        }
+        if (some > 0) this.queue(group)
+        n += some
       }
       return n
     } catch (err) {
@@ -363,12 +366,14 @@ export class RedisStore implements Store {
   async entries (group: string, cursor: string | undefined, limit: number): Promise<Page> {
     const index = indexOf(group)
     const [scan, after] = cursor === undefined ? ['0', ''] : readCursor(cursor)
-    const [gen, next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(index, generationOf(group), scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
+    const [gen, fenceRaw, next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(index, generationOf(group), fenceOf(group),
+      scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
     const generation = gen.toString()
+    const fence = fenceRaw.length === 0 ? null : fenceRaw
     const items: StoredItem[] = []
     for (let i = 0; i < flat.length; i += 2) {
       // a key written since the group's last eviction; an older one waits for the reclaim, unreachable
-      const value = current(flat[i + 1], generation)
+      const value = current(flat[i + 1], generation, fence)
       if (value !== null) items.push({ key: flat[i].toString(), value })
     }
     const resume = last.toString()
@@ -434,3 +439,5 @@ function readCursor (cursor: string): [string, string] {
 
 /** The list of a group's reclaim sets still to empty. */
 const pendingOf = (base: string): string => base + 'R'
+/** The tag evictions of a group whose values are not all reclaimed yet (see FENCE in lib/stores/scripts.ts). */
+const fenceOf = (base: string): string => base + 'f'

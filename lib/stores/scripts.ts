@@ -14,6 +14,11 @@
 //   only after the registration, before a miss computes its answer; clear() unregisters a group, then
 //   evicts it to an even E. Writes need an odd E, so a clear either sees a group or fences its writes.
 // A group never written has generation '0' (absent key).
+//
+// FENCE: a tag eviction moves n (to E.n') and moves the tag's keys to a reclaim set in O(1). Until the
+// reclaim has removed them, the group's fence (key `…f`, `;E.n',tag;…`) names the tag and n': a value
+// stamped with that tag (`g<E.n>,tag1,tag2 <bytes>`) under an older n is unreachable (lib/stores/stamp.ts).
+// The reclaim drops its entry when done; the fence lives as long as the tag sets it fenced.
 
 /** Lua helpers: generation parsing and comparison. */
 const GEN = `
@@ -55,7 +60,8 @@ end
 
 // KEYS: entry, index, generation, origins, tag sets… Scripts do not roll back: a set key holding
 // something else fails the write before anything is written. ARGV: value, ttl ms (0 = none), generation
-// read at lookup ('' = unconditional), channel, max origins, origin (absent: not an entry).
+// read at lookup ('' = unconditional), channel, max origins, the tags as the stamp carries them
+// (',a,b'; '' = none: see FENCE), origin (absent: not an entry).
 // Returns 0 when not written (evicted meanwhile, group not registered, or one origin too many),
 // {-1, generation} when an unconditional write finds the group unregistered (register, then retry),
 // else {1, flags of the tag sets made to live longer}.
@@ -73,14 +79,14 @@ if e % 2 == 0 then
   return {-1, g}
 end
 local ttl = tonumber(ARGV[2])
-if ARGV[6] and redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
+if ARGV[7] and redis.call('SISMEMBER', KEYS[4], ARGV[7]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
 local replaced = redis.call('EXISTS', KEYS[1]) == 1
-local value = 'g' .. g .. ' ' .. ARGV[1]
+local value = 'g' .. g .. ARGV[6] .. ' ' .. ARGV[1]
 if ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl) else redis.call('SET', KEYS[1], value) end
 if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
 -- the sets that point at the key expire after it: their expiry is set after its own (the clock may
 -- tick a millisecond during the script)
-if ARGV[6] then keep(KEYS[4], ARGV[6], ttl) end
+if ARGV[7] then keep(KEYS[4], ARGV[7], ttl) end
 keep(KEYS[2], KEYS[1], ttl)
 local longer = ''
 for i = 5, #KEYS do
@@ -115,42 +121,57 @@ export const REGISTER = KEEP + `
 return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
 `
 
-// KEYS: index, generation, origins, pending reclaims. ARGV: channel, group, '1' when clear() evicts
+// KEYS: index, generation, origins, pending reclaims, fence. ARGV: channel, group, '1' when clear() evicts
 // (the group was unregistered: its epoch becomes even). O(1): the new epoch makes every key of the
-// group unreachable; the index moves to a reclaim set named after the new generation, queued for
-// RECLAIM. Returns how many keys the index held (expired ones included).
+// group unreachable (a fence of the old one is moot); the index moves to a reclaim set named after the
+// new generation, queued for RECLAIM. Returns {how many keys the index held (expired ones included, those
+// a tag eviction took not), how many it queued}.
 export const EVICT_GROUP = GEN + `
 local g, e = gen(KEYS[2])
 local next = e + 2
 if ARGV[3] == '1' and e % 2 == 1 then next = e + 1 end
 redis.call('SET', KEYS[2], next)
-local n = redis.call('SCARD', KEYS[1])
-if n > 0 then
+local size = redis.call('SCARD', KEYS[1])
+local n = size
+-- keys a tag eviction of this epoch took, not reclaimed yet, are still indexed: not counted twice
+local taken = ARGV[2] .. 'r:' .. e .. '.'
+for _, set in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+  if string.sub(set, 1, #taken) == taken then n = n - redis.call('SCARD', set) end
+end
+if size > 0 then
   local reclaim = ARGV[2] .. 'r:' .. next
   redis.call('RENAME', KEYS[1], reclaim)
   redis.call('RPUSH', KEYS[4], reclaim)
 end
-redis.call('UNLINK', KEYS[3])
+redis.call('UNLINK', KEYS[3], KEYS[5])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-return n
+return {math.max(n, 0), size}
 `
 
-// KEYS: tag set, generation, pending reclaims. ARGV: channel, group. Fences the group's writes and moves
-// the tag's keys to a reclaim set the caller then empties with RECLAIM. Returns that set's name, or false.
+// KEYS: tag set, generation, pending reclaims, fence. ARGV: channel, group, tag. O(1): fences the
+// group's writes, fences the tag's values written so far (see FENCE) and moves the tag's keys to a
+// reclaim set for RECLAIM. Returns how many keys the tag set held (expired or evicted ones included).
 export const EVICT_TAG = GEN + `
 local next = bump(KEYS[2])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local n = redis.call('SCARD', KEYS[1])
+if n == 0 then return 0 end
+local left = redis.call('PTTL', KEYS[4])
+redis.call('APPEND', KEYS[4], ';' .. next .. ',' .. ARGV[3])
+-- the fence outlives every value it fences: those expire with the tag set at the latest
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 then redis.call('PERSIST', KEYS[4])
+elseif left == -2 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', KEYS[4], ttl) end
 local reclaim = ARGV[2] .. 'r:' .. next
 redis.call('RENAME', KEYS[1], reclaim)
 redis.call('RPUSH', KEYS[3], reclaim)
-return reclaim
+return n
 `
 
-// KEYS: reclaim set, index, pending reclaims. ARGV: the generation the eviction left (the set's name
-// ends with it), time budget in microseconds, channel and group (publish 'g<group>' once the set is
-// empty; '' = no). Removes keys of the set written under an older generation, in batches, until the set
-// is empty or the budget is spent. Returns {keys removed, 1 when the set is empty}.
+// KEYS: reclaim set, index, pending reclaims, fence. ARGV: the generation the eviction left (the set's
+// name ends with it), time budget in microseconds. Removes keys of the set written under an older
+// generation, in batches, until the set is empty or the budget is spent; then drops the eviction's
+// fence entry, if any. Returns {keys removed, 1 when the set is empty}.
 export const RECLAIM = GEN + `
 local te, tn = parse(ARGV[1])
 local budget = tonumber(ARGV[2])
@@ -164,7 +185,7 @@ while true do
     local head = redis.pcall('GETRANGE', key, 0, 40)
     local keep = false
     if type(head) == 'string' and string.byte(head, 1) == 103 then
-      local space = string.find(head, ' ', 2, true)
+      local space = string.find(head, '[ ,]', 2)
       if space then
         local e, n = parse(string.sub(head, 2, space - 1))
         keep = e ~= nil and n ~= nil and (e > te or (e == te and n >= tn))
@@ -181,7 +202,13 @@ while true do
 end
 if done then
   redis.call('LREM', KEYS[3], 0, KEYS[1])
-  if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[3], 'g' .. ARGV[4]) end
+  local fence = redis.call('GET', KEYS[4])
+  local at = fence and string.find(fence, ';' .. ARGV[1] .. ',', 1, true)
+  if at then
+    local after = string.find(fence, ';', at + 1, true)
+    local rest = string.sub(fence, 1, at - 1) .. (after and string.sub(fence, after) or '')
+    if rest == '' then redis.call('DEL', KEYS[4]) else redis.call('SET', KEYS[4], rest, 'KEEPTTL') end
+  end
 end
 return {removed, done and 1 or 0}
 `
@@ -221,17 +248,18 @@ return 0
 `
 
 // The admin API's listing (values are read raw: stamped, see `current`).
-// KEYS: index, generation. ARGV: SSCAN cursor, key to resume after ('' = none), limit, most SSCAN calls.
+// KEYS: index, generation, fence. ARGV: SSCAN cursor, key to resume after ('' = none), limit, most SSCAN calls.
 // One page of the admin API's listing. SSCAN with COUNT 1 returns one run of hash table buckets per
 // call (a small listpack set: all of it, cursor 0); a run that does not fit in the page is left whole
 // for the next one, whose cursor is then the run's own start: no member is listed twice, none skipped.
 // Only a run larger than a page is split, sorted, resuming after its last key listed. Returns
-// {generation, cursor ('0' with no resume key: the end), resume key, key1, value1, key2, value2...}; members that
+// {generation, fence ('' = none), cursor ('0' with no resume key: the end), resume key, key1, value1, ...}; members that
 // expired are skipped.
 export const ENTRIES = `
 local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 local gen = redis.call('GET', KEYS[2]) or '0'
+local fence = redis.call('GET', KEYS[3]) or ''
 while true do
   local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 1)
   local run = r[2]
@@ -244,14 +272,14 @@ while true do
     end
   end
   if #out + #live > 2 * limit then
-    if #out > 0 then return {gen, cursor, '', unpack(out)} end
+    if #out > 0 then return {gen, fence, cursor, '', unpack(out)} end
     for i = 1, 2 * limit do out[i] = live[i] end
-    return {gen, cursor, live[2 * limit - 1], unpack(out)}
+    return {gen, fence, cursor, live[2 * limit - 1], unpack(out)}
   end
   for i = 1, #live do out[#out + 1] = live[i] end
   after = ''
   cursor = r[1]
   calls = calls - 1
-  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {gen, cursor, '', unpack(out)} end
+  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {gen, fence, cursor, '', unpack(out)} end
 end
 `

@@ -48,7 +48,10 @@ export interface Store {
   deleteUrl (group: string, rest: string, origin?: string): Promise<number>
   /** Removes every key of a group atomically; resolves to how many existed. */
   evictGroup (group: string): Promise<number>
-  /** Removes every key carrying `tag`, group by group (each group atomically); resolves to how many existed. */
+  /**
+   * Removes every key carrying `tag`, group by group (each group atomically); resolves to how many keys
+   * the tag indexed (a store that does not look at each, like Redis, counts expired or evicted ones too).
+   */
   evictTag (tag: string): Promise<number>
   /** Removes every group whose base starts with `start`; resolves to how many keys existed. */
   clear (start: string): Promise<number>

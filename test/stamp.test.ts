@@ -1,0 +1,39 @@
+import t from 'tap'
+import { current, registered, stamped, unstamped } from '../lib/stores/stamp.js'
+
+// The stamp a Redis value carries (lib/stores/stamp.ts): which values a lookup may answer.
+
+const bytes = Buffer.from('body with spaces, and commas')
+const fence = (s: string): Buffer => Buffer.from(s, 'latin1')
+
+t.test('the epoch decides; the partial-eviction count does not', async (t) => {
+  t.same(current(stamped('3', bytes), '3'), bytes)
+  t.same(current(stamped('3.4', bytes), '3.9'), bytes)
+  t.same(current(stamped('3.4', bytes, ['a']), '3'), bytes)
+  t.equal(current(stamped('3', bytes), '5'), null)
+  t.equal(current(stamped('3', bytes), '33'), null)
+  t.equal(current(stamped('33', bytes), '3'), null)
+  t.ok(registered('3.4'))
+  t.notOk(registered('4.1'))
+  t.same(unstamped(stamped('3.4', bytes, ['a', 'b'])), bytes)
+})
+
+t.test('bytes that are not a stamped value are never answered', async (t) => {
+  for (const raw of ['', 'x3 body', 'g3', 'g body', 'g3x body', 'g3.x body', 'g3.4.5 body', 'g3;a body']) {
+    t.equal(current(Buffer.from(raw, 'latin1'), '3'), null, JSON.stringify(raw))
+  }
+})
+
+t.test('a fence hides the values of its tag written before the eviction, and nothing else', async (t) => {
+  const f = fence(';3.5,hot;3.7,cold')
+  t.equal(current(stamped('3.4', bytes, ['hot']), '3.7', f), null, 'written before the eviction of its tag')
+  t.equal(current(stamped('3', bytes, ['x', 'hot']), '3.7', f), null, 'written before any partial eviction')
+  t.equal(current(stamped('3.6', bytes, ['cold', 'y']), '3.7', f), null, 'the other entry')
+  t.same(current(stamped('3.5', bytes, ['hot']), '3.7', f), bytes, 'written at the eviction\'s generation: after it')
+  t.same(current(stamped('3.9', bytes, ['hot', 'cold']), '3.9', f), bytes, 'written after both')
+  t.same(current(stamped('3.4', bytes, ['ho', 'hotter', 'xhot']), '3.7', f), bytes, 'tags that only share letters with it')
+  t.same(current(stamped('3.4', bytes), '3.7', f), bytes, 'untagged')
+  t.same(current(stamped('3.4', bytes, ['hot']), '3.7', fence(';1.9,hot')), bytes, 'a fence entry of another epoch')
+  t.same(current(stamped('3.4', bytes, ['hot']), '3.7', fence('junk;;3,hot;3.x')), bytes, 'entries that are not fence entries')
+  t.same(current(stamped('3.4', bytes, ['hot']), '3.7', null), bytes, 'no fence')
+})
