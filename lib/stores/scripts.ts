@@ -207,7 +207,10 @@ if done then
   if at then
     local after = string.find(fence, ';', at + 1, true)
     local rest = string.sub(fence, 1, at - 1) .. (after and string.sub(fence, after) or '')
-    if rest == '' then redis.call('DEL', KEYS[4]) else redis.call('SET', KEYS[4], rest, 'KEEPTTL') end
+    local ttl = redis.call('PTTL', KEYS[4])
+    if rest == '' then redis.call('DEL', KEYS[4])
+    elseif ttl > 0 then redis.call('SET', KEYS[4], rest, 'PX', ttl)
+    else redis.call('SET', KEYS[4], rest) end
   end
 end
 return {removed, done and 1 or 0}

@@ -76,10 +76,11 @@ async function inBatches (n, fn) {
 }
 
 // What the store writes for a value, in bulk: KEYS index, tag set ('' = none), generation; ARGV key
-// prefix, from, to, value bytes, ttl ms. (The layout of lib/stores/scripts.ts WRITE, without its checks.)
+// prefix, from, to, value bytes, ttl ms, tags as the stamp carries them (',tag' or '').
+// (The layout of lib/stores/scripts.ts WRITE, without its checks.)
 const FILL = `
 local gen = redis.call('GET', KEYS[3]) or '0'
-local value = 'g' .. gen .. ' ' .. ARGV[4]
+local value = 'g' .. gen .. ARGV[6] .. ' ' .. ARGV[4]
 for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
   local key = ARGV[1] .. i
   redis.call('SET', key, value, 'PX', ARGV[5])
@@ -97,7 +98,7 @@ async function fill (app, redis, group, n, tag) {
   await app.cache.set('item:first', BODY_TEXT, { group, ttl: 3600, tags: tag === undefined ? [] : [tag] })
   const value = Buffer.from(require('msgpackr').pack(BODY_TEXT))
   for (let i = 0; i < n - 1; i += 10_000) {
-    await redis.eval(FILL, 3, base + 'i', tag === undefined ? '' : `${base}t:${tag}`, base + 'g', `${base}v:item:`, i, Math.min(n - 2, i + 9_999), value, 3_600_000)
+    await redis.eval(FILL, 3, base + 'i', tag === undefined ? '' : `${base}t:${tag}`, base + 'g', `${base}v:item:`, i, Math.min(n - 2, i + 9_999), value, 3_600_000, tag === undefined ? '' : ',' + tag)
   }
   const indexed = await redis.scard(base + 'i')
   if (indexed !== n) throw new Error(`${WHO}: the group indexes ${indexed} keys, expected ${n}`)
@@ -149,6 +150,7 @@ async function measureGroup (app, redis, pinger, n, quiet, kind) {
   const group = `${kind}-${n}`
   const tag = kind === 'tag' ? `tag-${n}` : undefined
   await fill(app, redis, group, n, tag)
+  if (await app.cache.get('item:first', { group }) === undefined) throw new Error(`${WHO}: the value set through the plugin is not served`)
   const memBefore = await usedMemory(redis)
   const foreign = await waitQuiet(quiet)
   pinger.start()
@@ -160,6 +162,7 @@ async function measureGroup (app, redis, pinger, n, quiet, kind) {
   const start = process.hrtime.bigint()
   const evicted = kind === 'tag' ? await app.cache.evictTag(tag) : await app.cache.evictGroup(group)
   const callMs = Number(process.hrtime.bigint() - start) / 1e6
+  if (await app.cache.get('item:first', { group }) !== undefined) throw new Error(`${WHO}: a value is still served after the ${kind} eviction resolved`)
   await reclaimDone(redis, group)
   const totalMs = Number(process.hrtime.bigint() - start) / 1e6
   const during = await pinger.stop()
