@@ -353,6 +353,12 @@ async function main () {
         met: largest.callMs / smallest.callMs <= 3,
         text: `${largest.callMs.toFixed(2)} ms for ${int(largest.entries)} entries, ${smallest.callMs.toFixed(2)} ms for ${int(smallest.entries)}`
       },
+      ...rows.filter((r) => r.kind === 'tag').map((tag) => ({
+        name: 'evictTag costs O(1) on the caller\'s path (its call time / the smallest group\'s <= 3)',
+        value: tag.callMs / smallest.callMs,
+        met: tag.callMs / smallest.callMs <= 3,
+        text: `${tag.callMs.toFixed(2)} ms for ${int(tag.entries)} tagged entries, ${smallest.callMs.toFixed(2)} ms for a group of ${int(smallest.entries)}`
+      })),
       {
         name: 'each script of an eviction and its reclaim holds Redis <= 2 ms',
         value: longest,
