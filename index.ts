@@ -8,6 +8,7 @@ import { createHooks, kState, type HookContext } from './lib/hooks.js'
 import { KeyBuilder } from './lib/keys.js'
 import { L1, subscribe } from './lib/l1.js'
 import { resolveOptions, resolveRoute, resolveWriteRoute, type ResolvedOptions } from './lib/options.js'
+import { Flights } from './lib/flights.js'
 import { InFlight } from './lib/in-flight.js'
 import { createWriteHook } from './lib/invalidation.js'
 import { bindMetrics, loadPromClient } from './lib/metrics.js'
@@ -47,7 +48,7 @@ async function httpCache (fastify: FastifyInstance, options: types.HttpCacheOpti
     pending: new InFlight(),
     l1,
     locks: redis,
-    flights: Object.create(null) as HookContext['flights'],
+    flights: new Flights(),
     refreshing: new Set(),
     inject: async (url, headers) => await fastify.inject({ method: 'GET', url, headers }),
     token: randomBytes(16).toString('hex'),

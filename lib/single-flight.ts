@@ -19,17 +19,15 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 
 /** The run of this key and generation in this process, if one is under way. */
 export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
-  return run.ctx.flights[generation + ' ' + state.key]
+  return run.ctx.flights.get(state.key, generation)
 }
 
 /** Makes this request the leader of its key's run. */
 export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, generation: string): void {
-  const flightKey = generation + ' ' + state.key
   // Nothing is attached to a flight after this (no promise resolved with the entry) unless a follower
-  // comes: a flight that lives on past its run (see HookContext.flights) keeps nothing else alive.
-  state.flight = { waiters: undefined }
-  state.flightKey = flightKey
-  run.ctx.flights[flightKey] = state.flight
+  // comes: a flight promoted before its run ends keeps nothing else alive.
+  state.flight = { key: state.key, generation, waiters: undefined, next: undefined }
+  run.ctx.flights.add(state.flight)
   // a response that never reaches onSend (hijacked, connection gone) must not leave followers waiting
   reply.raw.once('close', () => settle(run, state, undefined))
 }
@@ -100,8 +98,7 @@ export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | 
   const flight = state.flight
   if (flight === undefined) return
   state.flight = undefined
-  const flights = run.ctx.flights
-  if (flights[state.flightKey] === flight) delete flights[state.flightKey]
+  run.ctx.flights.delete(flight)
   const waiters = flight.waiters
   if (waiters === undefined) return
   flight.waiters = undefined

@@ -2,6 +2,7 @@
 // made ready for requests, and the state one request carries from its lookup to its onSend.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Detail, Forward } from './cache-status.js'
+import type { Flights } from './flights.js'
 import type { InFlight } from './in-flight.js'
 import type { Counters, Stats } from './stats.js'
 import type { CacheEntry } from './entry.js'
@@ -16,10 +17,13 @@ export const kState = Symbol('fastify-http-cache.state')
 
 /**
  * One handler run that concurrent misses of the same key (and generation) wait for: the followers'
- * callbacks, made by the first one (most runs have none).
+ * callbacks, made by the first one (most runs have none). `next`: the chain of lib/flights.ts.
  */
 export interface Flight {
+  key: string
+  generation: string
   waiters: Array<(entry: CacheEntry | undefined) => void> | undefined
+  next: Flight | undefined
 }
 
 export interface RequestState {
@@ -34,9 +38,8 @@ export interface RequestState {
   bypass: boolean
   /** An expired entry still allowed to stand in for a failing handler (stale-if-error). */
   stale: CacheEntry | undefined
-  /** The run this request leads, and its key in `flights`. */
+  /** The run this request leads. */
   flight: Flight | undefined
-  flightKey: string
   /** Token of the cross-instance lock this request holds. */
   lock: string | undefined
   /** A background refresh of this instance: nobody waits for its response, so it waits for its write. */
@@ -74,7 +77,6 @@ export function newState (key: string, origin: string | undefined, own: boolean)
     bypass: false,
     stale: undefined,
     flight: undefined,
-    flightKey: '',
     lock: undefined,
     own,
     requestTime: 0,
@@ -99,12 +101,8 @@ export interface HookContext {
   l1: L1 | undefined
   /** Where cross-instance locks are taken (Redis stores only). */
   locks: RedisStore | undefined
-  /**
-   * Runs under way by '<generation> <key>'. A dictionary object, not a Map: a Map that gains and loses
-   * an entry per MISS rebuilds its table every few dozen, and a table discarded from the old generation
-   * keeps the flights it held alive through young-generation collections (lib/in-flight.ts).
-   */
-  flights: Record<string, Flight>
+  /** Runs under way, by key and generation. */
+  flights: Flights
   /** Keys being refreshed in the background by this instance. */
   refreshing: Set<string>
   /** Runs a GET through the app (fastify.inject), for background refreshes. */
