@@ -26,9 +26,21 @@ export class Flights {
     return undefined
   }
 
+  /** Adds `flight` in front of its chain, dropping the abandoned flights the chain holds. */
   add (flight: Flight): void {
     const i = hash(flight.key) & this.mask
-    flight.next = this.buckets[i]
+    // a hijacked leader no follower came for is never landed: without this the registry would keep it
+    let tail = flight
+    for (let f = this.buckets[i]; f !== undefined;) {
+      const next = f.next
+      if (abandoned(f)) forget(f)
+      else {
+        tail.next = f
+        tail = f
+      }
+      f = next
+    }
+    tail.next = undefined
     this.buckets[i] = flight
   }
 
@@ -41,9 +53,25 @@ export class Flights {
       if (f === undefined) return
       f.next = flight.next
     }
-    // a flight promoted before its run ended must not keep the next one alive through scavenges
-    flight.next = undefined
+    forget(flight)
   }
+}
+
+// a flight promoted before its run ended must keep neither the next one nor its leader's response
+// alive through scavenges
+function forget (flight: Flight): void {
+  flight.next = undefined
+  flight.res = undefined
+}
+
+/**
+ * Whether a flight's leader will never settle it from onSend: its response ended without it (hijacked)
+ * or its connection is gone. Then its followers run the handler themselves.
+ */
+export function abandoned (flight: Flight): boolean {
+  const res = flight.res as { writableEnded: boolean, destroyed?: boolean, stream?: { destroyed: boolean } } | undefined
+  // HTTP/1 responses say `destroyed` once closed; HTTP/2 ones through their stream
+  return res === undefined || res.writableEnded || res.destroyed === true || res.stream?.destroyed === true
 }
 
 /** FNV-1a over the key's UTF-16 code units. */

@@ -160,7 +160,7 @@ function miss (run: RouteRun, request: FastifyRequest, reply: FastifyReply, stat
   if (!run.stores) return prepare(run, request, state, generation)
   const running = runningFlight(run, state, generation)
   if (running !== undefined) {
-    return follow(running).then((entry) => entry !== undefined && varyMatches(entry, request)
+    return follow(run, running).then((entry) => entry !== undefined && varyMatches(entry, request)
       ? serve(run, request, reply, state, entry, 'HIT', Date.now() - entry.storedAt)
       : prepare(run, request, state, generation))
   }

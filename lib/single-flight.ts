@@ -8,6 +8,7 @@ import { decodeEntry, isFresh, type CacheEntry } from './entry.js'
 import type { LockSettings } from './options.js'
 import type { Lookup } from './stores/store.js'
 import type { RedisStore } from './stores/redis.js'
+import { abandoned, type Flights } from './flights.js'
 import type { Flight, RequestState, RouteRun } from './state.js'
 import { varyMatches } from './vary.js'
 
@@ -19,25 +20,34 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 
 /** The run of this key and generation in this process, if one is under way. */
 export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
-  return run.ctx.flights.get(state.key, generation)
+  const flights = run.ctx.flights
+  const flight = flights.get(state.key, generation)
+  if (flight === undefined || !abandoned(flight)) return flight
+  // its leader's response is over without it (hijacked before any follower came): nothing to wait for
+  land(flights, flight, undefined)
+  return undefined
 }
 
 /** Makes this request the leader of its key's run. */
 export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, generation: string): void {
-  // Nothing is attached to a flight after this (no promise resolved with the entry) unless a follower
-  // comes: a flight promoted before its run ends keeps nothing else alive.
-  state.flight = { key: state.key, generation, waiters: undefined, next: undefined }
+  // Nothing is attached to a flight after this (no promise resolved with the entry, no listener on the
+  // response) unless a follower comes: a flight promoted before its run ends keeps nothing else alive.
+  state.flight = { key: state.key, generation, res: reply.raw, waiters: undefined, next: undefined }
   run.ctx.flights.add(state.flight)
-  // a response that never reaches onSend (hijacked, connection gone) must not leave followers waiting
-  reply.raw.once('close', () => settle(run, state, undefined))
 }
 
 /** The leader's entry, or undefined when it stored none or took too long. */
-export async function follow (running: Flight): Promise<CacheEntry | undefined> {
+export async function follow (run: RouteRun, running: Flight): Promise<CacheEntry | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const entry = await new Promise<CacheEntry | undefined>((resolve) => {
-    (running.waiters ??= []).push(resolve)
-    // the leader's response may never reach onSend (hijacked): wait bounded, then run the handler
+    if (running.waiters === undefined) {
+      running.waiters = []
+      // a leader whose response never reaches onSend (hijacked, connection gone) must not leave its
+      // followers waiting: watched from the first follower on, not on every MISS
+      running.res?.once('close', () => land(run.ctx.flights, running, undefined))
+    }
+    running.waiters.push(resolve)
+    // bounded all the same (a handler that never answers a client still connected)
     timer = setTimeout(() => resolve(undefined), FOLLOW_WAIT_MS)
   })
   clearTimeout(timer)
@@ -98,7 +108,13 @@ export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | 
   const flight = state.flight
   if (flight === undefined) return
   state.flight = undefined
-  run.ctx.flights.delete(flight)
+  land(run.ctx.flights, flight, entry)
+}
+
+// Once per flight, whichever comes first: the leader's onSend, its response's close, a follower
+// finding it abandoned (again after that: deleting an absent flight does nothing, waiters are gone).
+function land (flights: Flights, flight: Flight, entry: CacheEntry | undefined): void {
+  flights.delete(flight)
   const waiters = flight.waiters
   if (waiters === undefined) return
   flight.waiters = undefined

@@ -1,6 +1,7 @@
 // What the read and write paths of a cached route share: the plugin's context, the route's settings
 // made ready for requests, and the state one request carries from its lookup to its onSend.
 import type { IncomingHttpHeaders } from 'node:http'
+import type { RawReplyDefaultExpression } from 'fastify'
 import type { Detail, Forward } from './cache-status.js'
 import type { Flights } from './flights.js'
 import type { InFlight } from './in-flight.js'
@@ -22,6 +23,8 @@ export const kState = Symbol('fastify-http-cache.state')
 export interface Flight {
   key: string
   generation: string
+  /** The leader's response while the flight is registered: watched from the first follower on. */
+  res: RawReplyDefaultExpression | undefined
   waiters: Array<(entry: CacheEntry | undefined) => void> | undefined
   next: Flight | undefined
 }

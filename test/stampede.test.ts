@@ -1,5 +1,7 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import httpCache from '../index.js'
 import type { HttpCacheOptions } from '../lib/types.js'
@@ -131,6 +133,49 @@ for (const backend of backends(t)) {
       release.resolve()
       t.equal((await leader).body, 'raw')
       t.equal((await follower).body, 'handled', 'ran the handler as soon as the leader\'s connection closed')
+    })
+
+    t.test('a leader hijacked before any follower came is not waited for', async (t) => {
+      const app = await build(t, backend)
+      let runs = 0
+      app.get('/raw', { config: { cache: true } }, async (request, reply) => {
+        runs++
+        if (runs > 1) return 'handled'
+        reply.hijack() // its flight is never landed from onSend, and no follower watches its response
+        reply.raw.end('raw')
+        return reply
+      })
+      t.equal((await app.inject('/raw')).body, 'raw')
+      const follower = app.inject('/raw')
+      t.equal(await Promise.race([follower.then((r) => r.body), sleep(2000, 'still waiting')]), 'handled', 'ran the handler at once')
+      t.equal(runs, 2)
+    })
+
+    t.test('a leader whose client went away is not waited for by the requests that come after', async (t) => {
+      const app = await build(t, backend)
+      const release = deferred()
+      let runs = 0
+      let gone = false
+      app.get('/slow', { config: { cache: true } }, async (request) => {
+        runs++
+        if (runs > 1) return 'handled'
+        request.raw.once('close', () => { gone = true })
+        await release.promise
+        return 'late'
+      })
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      const { port } = app.server.address() as AddressInfo
+      const leader = request({ port, host: '127.0.0.1', path: '/slow' })
+      leader.on('error', () => {})
+      leader.end()
+      await until('the leader to run', () => runs === 1)
+      leader.destroy()
+      await until('the server to see the client go', () => gone)
+      // the same key as the leader's (an inject would send another Host)
+      const follower = app.inject({ url: '/slow', headers: { host: `127.0.0.1:${port}` } })
+      t.equal(await Promise.race([follower.then((r) => r.body), sleep(2000, 'still waiting')]), 'handled', 'ran the handler at once')
+      release.resolve()
+      t.equal(runs, 2)
     })
   })
 }
