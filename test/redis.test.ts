@@ -9,6 +9,9 @@ import { pack, unpack } from 'msgpackr'
 import httpCache from '../index.js'
 import { decodeEntry, encodeEntry, type CacheEntry } from '../lib/entry.js'
 import { stamped, unstamped } from '../lib/stores/stamp.js'
+import { RedisStore } from '../lib/stores/redis.js'
+import { KeyBuilder } from '../lib/keys.js'
+import pino from 'pino'
 import { startRedis } from './helpers/redis.js'
 import { deferred } from './helpers/gate.js'
 import { until } from './helpers/until.js'
@@ -902,4 +905,33 @@ test('clear() racing a first write to a group leaves nothing that a later clear(
   t.equal(await client.exists(I('a')), 0, 'and the index')
   t.equal((await app.inject('/a/2')).headers['x-cache'], 'MISS')
   await app.close()
+})
+
+test('a write goes to Redis at the end of its loop turn, behind the lookups of that turn', async (t) => {
+  const redis = await startRedis(t)
+  const monitor = await redis.client().monitor()
+  const seen: string[] = []
+  monitor.on('monitor', (_time: string, args: string[]) => { seen.push(String(args[0]).toLowerCase()) })
+  const client = redis.client()
+  await client.ping()
+  const keys = new KeyBuilder('order')
+  const store = new RedisStore(client, keys, { timeout: CALM, log: pino({ level: 'silent' }), owned: false, maxOrigins: 100 })
+  t.teardown(async () => { await store.close() })
+  const base = keys.base('g')
+  const key = keys.entry(base, 'http://localhost', '/written')
+  const { generation } = await store.lookup(key, base)
+  const value = encodeEntry({ status: 200, headers: {}, body: Buffer.from('x'), etag: '', storedAt: Date.now(), ttl: 60_000, swr: 0, sie: 0, vary: undefined })
+  // MONITOR lines arrive after the commands' replies: start from a marker seen
+  await client.echo('mark')
+  await until('MONITOR to catch up', () => seen.includes('echo'))
+  seen.length = 0
+  // in one turn: a MISS's write, then another request's lookup (as onSend and onRequest interleave)
+  const written = store.write(key, base, value, 60_000, generation)
+  const looked = store.lookup(keys.entry(base, 'http://localhost', '/other'), base)
+  t.equal(await written, true)
+  await looked
+  await until('MONITOR to show both commands', () => seen.includes('mget') && seen.some((c) => c.startsWith('eval')))
+  t.ok(seen.indexOf('mget') < seen.findIndex((c) => c.startsWith('eval')), `the lookup first: ${seen.join(' ')}`)
+  t.equal((await store.lookup(key, base)).value === null, false, 'and the write is in')
+  monitor.disconnect()
 })

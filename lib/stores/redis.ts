@@ -19,8 +19,16 @@ const RECLAIM_BUDGET_US = 500
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
 
+type WriteReply = 0 | [1, string] | [-1, string]
+/** A write waiting for the end of its loop turn (see RedisStore.writeLater). */
+interface QueuedWrite {
+  keys: string[]
+  args: Array<string | Buffer | number>
+  resolve: (reply: WriteReply) => void
+  reject: (err: Error) => void
+}
 type Client = (Redis | Cluster) & {
-  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<0 | [1, string] | [-1, string]>
+  httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<WriteReply>
   httpCacheMark (gen: string, read: string): Promise<string | null>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
   httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, fence: string, channel: string, group: string, clear: string): Promise<[number, number]>
@@ -150,9 +158,7 @@ export class RedisStore implements Store {
     for (const tag of tags) keys.push(tagSetOf(group, tag))
     const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags)]
     if (origin !== undefined) args.push(origin)
-    // written in the same socket write as the turn's other commands, after the responses of this turn
-    this.cork()
-    return this.on(key).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args)).then((done) => {
+    return this.on(key).run(() => this.writeLater(keys, args)).then((done) => {
       if (done === 0) return false
       if (done[0] === -1) return this.registerAndWrite(group, keys, args, tags, ttlMs, done[1])
       return tags.length === 0 ? true : this.keepRegistries(tags, done[1], ttlMs)
@@ -335,6 +341,7 @@ export class RedisStore implements Store {
   // write at its end, not one write (one syscall) each: +12% Redis HITs per second (npm run bench).
   // Not on Cluster, whose commands spread over one connection per node.
   private corked = false
+  private writes: QueuedWrite[] = []
   private cork (): void {
     if (this.corked || this.cluster) return
     const stream = (this.client as Redis).stream
@@ -343,8 +350,32 @@ export class RedisStore implements Store {
     this.corked = true
     setImmediate(() => {
       this.corked = false
+      const writes = this.writes
+      if (writes.length > 0) {
+        this.writes = []
+        for (const w of writes) this.issueWrite(w)
+      }
       stream.uncork()
     })
+  }
+
+  // A turn's store writes are issued at its end, behind its lookups: Redis then answers the lookups
+  // before it runs the write scripts, not after them, and a MISS's handler starts that much sooner
+  // (at saturation 1.37x the MISSes per second of writes issued in onSend; measured, README).
+  private writeLater (keys: string[], args: Array<string | Buffer | number>): Promise<WriteReply> {
+    if (this.cluster || (this.client as Redis).stream == null) return this.client.httpCacheWrite(keys.length, ...keys, ...args)
+    return new Promise((resolve, reject) => {
+      this.writes.push({ keys, args, resolve, reject })
+      this.cork()
+    })
+  }
+
+  private issueWrite (w: QueuedWrite): void {
+    try {
+      this.client.httpCacheWrite(w.keys.length, ...w.keys, ...w.args).then(w.resolve, w.reject)
+    } catch (err) {
+      w.reject(err as Error) // a client that throws instead of rejecting (outside the guard by now)
+    }
   }
 
   /** The breaker of the node serving `key` (on Cluster: its slot's master as the client last saw it). */
