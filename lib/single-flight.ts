@@ -31,7 +31,8 @@ export function runningFlight (run: RouteRun, state: RequestState, generation: s
 /** Makes this request the leader of its key's run. */
 export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, generation: string): void {
   // Nothing is attached to a flight after this (no promise resolved with the entry, no listener on the
-  // response) unless a follower comes: a flight promoted before its run ends keeps nothing else alive.
+  // response) unless a follower comes, and landing it drops its response: a flight promoted before its
+  // run ends keeps nothing alive past it.
   state.flight = { key: state.key, generation, res: reply.raw, waiters: undefined, next: undefined }
   run.ctx.flights.add(state.flight)
 }

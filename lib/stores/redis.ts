@@ -116,7 +116,10 @@ export class RedisStore implements Store {
   // Promise-light (no async wrappers): a lookup and a write are on every MISS.
   lookup (key: string, group: string): Promise<Lookup> {
     this.cork()
-    return this.on(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group))).then(([raw, gen, fence]) => {
+    // only a lookup goes out ahead of the turn's writes, and not one of a key written in it: a request
+    // that follows a MISS's response in the same turn (app.inject, a warm-up) reads what it wrote
+    if (this.writes.length > 0 && this.writing(key)) this.flushWrites()
+    return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group))).then(([raw, gen, fence]) => {
       const generation = gen === null ? '0' : gen.toString()
       const value = raw === null ? null : current(raw, generation, fence)
       // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
@@ -158,7 +161,7 @@ export class RedisStore implements Store {
     for (const tag of tags) keys.push(tagSetOf(group, tag))
     const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags)]
     if (origin !== undefined) args.push(origin)
-    return this.on(key).run(() => this.writeLater(keys, args)).then((done) => {
+    return this.guardOf(key).run(() => this.writeLater(keys, args)).then((done) => {
       if (done === 0) return false
       if (done[0] === -1) return this.registerAndWrite(group, keys, args, tags, ttlMs, done[1])
       return tags.length === 0 ? true : this.keepRegistries(tags, done[1], ttlMs)
@@ -350,11 +353,7 @@ export class RedisStore implements Store {
     this.corked = true
     setImmediate(() => {
       this.corked = false
-      const writes = this.writes
-      if (writes.length > 0) {
-        this.writes = []
-        for (const w of writes) this.issueWrite(w)
-      }
+      this.flushWrites()
       stream.uncork()
     })
   }
@@ -370,16 +369,35 @@ export class RedisStore implements Store {
     })
   }
 
-  private issueWrite (w: QueuedWrite): void {
-    try {
-      this.client.httpCacheWrite(w.keys.length, ...w.keys, ...w.args).then(w.resolve, w.reject)
-    } catch (err) {
-      w.reject(err as Error) // a client that throws instead of rejecting (outside the guard by now)
+  private flushWrites (): void {
+    const writes = this.writes
+    if (writes.length === 0) return
+    this.writes = []
+    for (const w of writes) {
+      try {
+        this.client.httpCacheWrite(w.keys.length, ...w.keys, ...w.args).then(w.resolve, w.reject)
+      } catch (err) {
+        w.reject(err as Error) // a client that throws instead of rejecting (outside the guard by now)
+      }
     }
   }
 
-  /** The breaker of the node serving `key` (on Cluster: its slot's master as the client last saw it). */
+  /** Whether a write of `key` waits for the end of this turn. */
+  private writing (key: string): boolean {
+    for (let i = 0; i < this.writes.length; i++) if (this.writes[i].keys[0] === key) return true
+    return false
+  }
+
+  /**
+   * The breaker of the node serving `key` (on Cluster: its slot's master as the client last saw it),
+   * for a command that goes out behind the writes queued so far, as it was issued after them.
+   */
   private on (key: string): Guard {
+    if (this.writes.length > 0) this.flushWrites()
+    return this.guardOf(key)
+  }
+
+  private guardOf (key: string): Guard {
     if (!this.cluster) return this.guard
     const node = (this.client as Cluster).slots[calculateSlot(key)]?.[0]
     if (node === undefined) return this.guard
@@ -448,6 +466,7 @@ export class RedisStore implements Store {
 
   async close (): Promise<void> {
     this.client.off('ready', this.resume)
+    this.flushWrites() // ahead of the QUIT below
     await this.reclaimer.close()
     if (!this.owned) return
     // QUIT waits for a reply a hung server never sends: bounded like every other call
