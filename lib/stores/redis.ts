@@ -6,6 +6,7 @@ import { Guard, type GuardOptions } from '../guard.js'
 import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
 import { current, registered, tagsHead } from './stamp.js'
+import { Turn, type WriteArgs, type WriteReply } from './turn.js'
 import { DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
@@ -19,14 +20,6 @@ const RECLAIM_BUDGET_US = 500
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
 
-type WriteReply = 0 | [1, string] | [-1, string]
-/** A write waiting for the end of its loop turn (see RedisStore.writeLater). */
-interface QueuedWrite {
-  keys: string[]
-  args: Array<string | Buffer | number>
-  resolve: (reply: WriteReply) => void
-  reject: (err: Error) => void
-}
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<WriteReply>
   httpCacheMark (gen: string, read: string): Promise<string | null>
@@ -57,6 +50,8 @@ export class RedisStore implements Store {
   private readonly guard: Guard
   // On Cluster, one breaker per master: a dead master must not turn the cache off for every group
   private readonly cluster: boolean
+  /** How commands leave the one connection (none on Cluster). */
+  private readonly turn: Turn | undefined
   private readonly guards = new Map<string, Guard>()
   private readonly guardOptions: GuardOptions
   private readonly owned: boolean
@@ -86,6 +81,7 @@ export class RedisStore implements Store {
     this.guardOptions = { timeout: opts.timeout, log: opts.log, isReady: () => client.status === 'ready' }
     this.guard = new Guard(this.guardOptions)
     this.cluster = typeof (client as Cluster).nodes === 'function' && (client as Cluster).isCluster === true
+    this.turn = this.cluster ? undefined : new Turn(client as Redis, this.send)
     this.reclaimer = new Reclaimer(
       async (base) => await this.on(base).run(() => this.client.lrange(pendingOf(base), 0, -1)),
       async (base, set) => await this.reclaimStep(base, set),
@@ -115,10 +111,13 @@ export class RedisStore implements Store {
 
   // Promise-light (no async wrappers): a lookup and a write are on every MISS.
   lookup (key: string, group: string): Promise<Lookup> {
-    this.cork()
-    // only a lookup goes out ahead of the turn's writes, and not one of a key written in it: a request
-    // that follows a MISS's response in the same turn (app.inject, a warm-up) reads what it wrote
-    if (this.writes.length > 0 && this.writing(key)) this.flushWrites()
+    const turn = this.turn
+    if (turn !== undefined) {
+      turn.cork()
+      // only a lookup goes out ahead of the turn's writes, and not one of a key written in it: a request
+      // that follows a MISS's response in the same turn (app.inject, a warm-up) reads what it wrote
+      if (turn.queued && turn.writing(key)) turn.flush()
+    }
     return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group))).then(([raw, gen, fence]) => {
       const generation = gen === null ? '0' : gen.toString()
       const value = raw === null ? null : current(raw, generation, fence)
@@ -159,9 +158,10 @@ export class RedisStore implements Store {
   write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = [], origin?: string): Promise<boolean> {
     const keys = [key, indexOf(group), generationOf(group), originsOf(group)]
     for (const tag of tags) keys.push(tagSetOf(group, tag))
-    const args: Array<string | Buffer | number> = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags)]
+    const args: WriteArgs = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags)]
     if (origin !== undefined) args.push(origin)
-    return this.guardOf(key).run(() => this.writeLater(keys, args)).then((done) => {
+    const turn = this.turn
+    return this.guardOf(key).run(() => turn === undefined ? this.send(keys, args) : turn.write(keys, args)).then((done) => {
       if (done === 0) return false
       if (done[0] === -1) return this.registerAndWrite(group, keys, args, tags, ttlMs, done[1])
       return tags.length === 0 ? true : this.keepRegistries(tags, done[1], ttlMs)
@@ -169,12 +169,12 @@ export class RedisStore implements Store {
   }
 
   // unconditional (set(), write-through): the group is registered first, so clear() finds the value
-  private async registerAndWrite (group: string, keys: string[], args: Array<string | Buffer | number>, tags: readonly string[], ttlMs: number, read: string): Promise<boolean> {
-    let done: 0 | [1, string] | [-1, string] = [-1, read]
+  private async registerAndWrite (group: string, keys: string[], args: WriteArgs, tags: readonly string[], ttlMs: number, read: string): Promise<boolean> {
+    let done: WriteReply = [-1, read]
     for (let tries = 1; done !== 0 && done[0] === -1; tries++) {
       if (tries > REGISTER_TRIES) return false
       await this.registerGroup(group, done[1])
-      done = await this.on(keys[0]).run(() => this.client.httpCacheWrite(keys.length, ...keys, ...args))
+      done = await this.on(keys[0]).run(() => this.send(keys, args))
     }
     return done === 0 ? false : await this.keepRegistries(tags, done[1], ttlMs)
   }
@@ -340,60 +340,14 @@ export class RedisStore implements Store {
     return n
   }
 
-  // Commands issued while this turn of the event loop serves a batch of sockets go out in one socket
-  // write at its end, not one write (one syscall) each: +12% Redis HITs per second (npm run bench).
-  // Not on Cluster, whose commands spread over one connection per node.
-  private corked = false
-  private writes: QueuedWrite[] = []
-  private cork (): void {
-    if (this.corked || this.cluster) return
-    const stream = (this.client as Redis).stream
-    if (stream == null) return // never connected (lazyConnect)
-    stream.cork()
-    this.corked = true
-    setImmediate(() => {
-      this.corked = false
-      this.flushWrites()
-      stream.uncork()
-    })
-  }
-
-  // A turn's store writes are issued at its end, behind its lookups: Redis then answers the lookups
-  // before it runs the write scripts, not after them, and a MISS's handler starts that much sooner
-  // (at saturation 1.37x the MISSes per second of writes issued in onSend; measured, README).
-  private writeLater (keys: string[], args: Array<string | Buffer | number>): Promise<WriteReply> {
-    if (this.cluster || (this.client as Redis).stream == null) return this.client.httpCacheWrite(keys.length, ...keys, ...args)
-    return new Promise((resolve, reject) => {
-      this.writes.push({ keys, args, resolve, reject })
-      this.cork()
-    })
-  }
-
-  private flushWrites (): void {
-    const writes = this.writes
-    if (writes.length === 0) return
-    this.writes = []
-    for (const w of writes) {
-      try {
-        this.client.httpCacheWrite(w.keys.length, ...w.keys, ...w.args).then(w.resolve, w.reject)
-      } catch (err) {
-        w.reject(err as Error) // a client that throws instead of rejecting (outside the guard by now)
-      }
-    }
-  }
-
-  /** Whether a write of `key` waits for the end of this turn. */
-  private writing (key: string): boolean {
-    for (let i = 0; i < this.writes.length; i++) if (this.writes[i].keys[0] === key) return true
-    return false
-  }
+  private readonly send = (keys: string[], args: WriteArgs): Promise<WriteReply> => this.client.httpCacheWrite(keys.length, ...keys, ...args)
 
   /**
    * The breaker of the node serving `key` (on Cluster: its slot's master as the client last saw it),
    * for a command that goes out behind the writes queued so far, as it was issued after them.
    */
   private on (key: string): Guard {
-    if (this.writes.length > 0) this.flushWrites()
+    this.turn?.flush()
     return this.guardOf(key)
   }
 
@@ -466,7 +420,7 @@ export class RedisStore implements Store {
 
   async close (): Promise<void> {
     this.client.off('ready', this.resume)
-    this.flushWrites() // ahead of the QUIT below
+    this.turn?.flush() // ahead of the QUIT below
     await this.reclaimer.close()
     if (!this.owned) return
     // QUIT waits for a reply a hung server never sends: bounded like every other call
