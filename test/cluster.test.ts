@@ -181,6 +181,29 @@ t.test('evictGroup on groups living on different masters: only the evicted group
   t.equal(await app.cache.evictGroup(a), 0, 'nothing left')
 })
 
+t.test('evict(url) under more origins than one script gets through: unreachable at once, swept on the group\'s master', async (t) => {
+  const { app, prefix } = await build(t, { maxOrigins: 1000 })
+  const [group] = groupsOnDistinctMasters(['hosts'])
+  const owner = (await cluster.masterOf(slotOfGroup(group))).port
+  let calls = 0
+  app.get('/u', { config: { cache: { group } } }, async () => ({ calls: ++calls }))
+  app.get('/w', { config: { cache: { group } } }, async () => ({ calls: ++calls }))
+  const hosts = Array.from({ length: 600 }, (_, i) => `h${i}.test`)
+  for (const host of hosts) for (const url of ['/u', '/w']) await app.inject({ url, headers: { host } })
+  await until('stored', async () => (await keysByMaster(`${prefix}:{${group}}:e:*`)).get(owner)?.length === 2 * hosts.length)
+  t.equal(await app.cache.evict('/u'), true)
+  calls = 0
+  for (const host of hosts.slice(0, 100)) {
+    if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'MISS') t.fail(`/u served under ${host}`)
+    if ((await app.inject({ url: '/w', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/w not served under ${host}`)
+  }
+  t.equal(calls, 100, 'the URL is unreachable at once; the other URL is served')
+  await until('swept', async () => (await on(owner).exists(`${prefix}:{${group}}:R`, `${prefix}:{${group}}:f`)) === 0)
+  const left = (await keysByMaster(`${prefix}:{${group}}:e:*`)).get(owner) ?? []
+  t.equal(left.filter((k) => k.endsWith('/u')).length, 100, 'only the entries written since are left of the URL')
+  t.equal(left.filter((k) => k.endsWith('/w')).length, hosts.length)
+})
+
 t.test('write routes with config.cache.evict across masters', async (t) => {
   const { app } = await build(t)
   const groups = groupsOnDistinctMasters(['products', 'prices', 'stock'])

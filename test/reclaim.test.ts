@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import httpCache from '../index.js'
 import type { HttpCacheOptions } from '../lib/types.js'
-import { EVICT_GROUP, EVICT_TAG } from '../lib/stores/scripts.js'
+import { DELETE_URL, EVICT_GROUP, EVICT_TAG, RECLAIM, RECLAIM_URL } from '../lib/stores/scripts.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { until } from './helpers/until.js'
 
@@ -168,15 +168,124 @@ t.test('a fence lives as long as the tag set it fenced, and goes with the group\
   t.equal(await r.exists(fence), 0, 'the new epoch makes it moot')
 })
 
-t.test('evict(url) under more origins than one script takes', async (t) => {
+/** Runs the store's evict(url) script as an instance that dies right after it would, with no time budget. */
+async function evictUrlAndDie (prefix: string, group: string, rest: string, origin = ''): Promise<[number, number]> {
+  const base = `${prefix}:{${group}}:`
+  return await r.eval(DELETE_URL, 5, base + 'o', base + 'i', base + 'g', base + 'R', base + 'f', `${prefix}:invalidate`, base, base + 'e:GET:', rest, origin, 0) as [number, number]
+}
+
+async function fillHosts (app: FastifyInstance, prefix: string, group: string, paths: string[], hosts: string[]): Promise<void> {
+  for (const host of hosts) for (const url of paths) await app.inject({ url, headers: { host } })
+  await until('stored', async () => (await keys(`${prefix}:{${group}}:e:*`)).length === hosts.length * paths.length)
+}
+
+t.test('evict(url) under more origins than one script gets through: unreachable when it resolves, swept behind it, the rest stays', async (t) => {
   const { app, prefix } = await make(t, { maxOrigins: 1000 })
   let calls = 0
   app.get('/u', { config: { cache: { group: 'hosts' } } }, async () => ({ calls: ++calls }))
+  app.get('/w', { config: { cache: { group: 'hosts' } } }, async () => ({ calls: ++calls }))
   const hosts = Array.from({ length: 450 }, (_, i) => `h${i}.test`)
-  for (const host of hosts) await app.inject({ url: '/u', headers: { host } })
-  await until('stored', async () => (await keys(`${prefix}:{hosts}:e:*`)).length === hosts.length)
+  await fillHosts(app, prefix, 'hosts', ['/u', '/w'], hosts)
   t.equal(await r.scard(`${prefix}:{hosts}:o`), hosts.length)
+  calls = 0
   t.equal(await app.cache.evict('/u'), true)
-  t.same(await keys(`${prefix}:{hosts}:e:*`), [], 'the URL is gone under every origin')
-  t.equal((await app.inject({ url: '/u', headers: { host: 'h7.test' } })).headers['x-cache'], 'MISS')
+  for (const host of hosts) {
+    if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'MISS') t.fail(`/u served under ${host}`)
+  }
+  t.equal(calls, hosts.length, 'the URL is unreachable under every origin once the call resolves')
+  await until('swept', async () => (await r.exists(`${prefix}:{hosts}:R`, `${prefix}:{hosts}:f`)) === 0)
+  t.same(await keys(`${prefix}:{hosts}:u:*`), [], 'no job left')
+  for (const host of hosts) {
+    if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/u not served under ${host}`)
+    if ((await app.inject({ url: '/w', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/w not served under ${host}`)
+  }
+  t.equal(calls, hosts.length, 'what was written since the eviction, and the other URL, are served')
+  t.equal((await keys(`${prefix}:{hosts}:e:*`)).length, 2 * hosts.length)
+  await until('unqueued', async () => (await r.exists(`${prefix}:reclaim`)) === 0)
+})
+
+t.test('an evict(url) fenced past its first page: the rest unreachable at once, swept by whoever resumes it, what is written since stays', async (t) => {
+  const { app, prefix } = await make(t, { maxOrigins: 1000, admin: { insecure: true } })
+  let calls = 0
+  app.get('/u', { config: { cache: { group: 'many' } } }, async () => ({ calls: ++calls }))
+  app.get('/a/u', { config: { cache: { group: 'many' } } }, async () => ({ calls: ++calls }))
+  const hosts = Array.from({ length: 400 }, (_, i) => `h${i}.test`)
+  await fillHosts(app, prefix, 'many', ['/u', '/a/u'], hosts)
+  const [n, fenced] = await evictUrlAndDie(prefix, 'many', '/u')
+  t.ok(n > 0 && n < hosts.length, `one page removed at once (${n})`)
+  t.ok(fenced > 0 && n + fenced >= hosts.length, `the origins left are fenced (${fenced})`)
+  const entry = (host: string, path = '/u'): string => `${prefix}:{many}:e:GET:http://${host}${path}`
+  t.equal((await keys(`${prefix}:{many}:e:*`)).filter((k) => k.endsWith('.test/u')).length, hosts.length - n, 'nobody swept the rest (the evicting instance died)')
+  t.match(await r.get(`${prefix}:{many}:f`), /^;\d+\.\d+~0~2~\/u$/, 'the fence names the URL')
+
+  // half the origins: still there in Redis, not answered (by a lookup nor by the admin API)
+  const old = hosts.slice(200)
+  for (const host of old) {
+    if ((await app.inject(`/_cache/entry?url=${encodeURIComponent(`http://${host}/u`)}`)).statusCode !== 404) t.fail(`/u found under ${host}`)
+  }
+  // the other half: a MISS, stored again
+  calls = 0
+  for (const host of hosts.slice(0, 200)) {
+    if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'MISS') t.fail(`/u served under ${host}`)
+  }
+  t.equal(calls, 200, 'every one of them ran the handler')
+  for (const host of hosts) {
+    if ((await app.inject({ url: '/a/u', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/a/u not served under ${host}`)
+  }
+  t.equal(calls, 200, 'a URL that only ends like it is not fenced')
+  const gen = await r.get(`${prefix}:{many}:g`)
+  await until('written again', async () => {
+    const values = await r.mget(hosts.slice(0, 200).map((h) => entry(h)))
+    return values.every((v) => v?.startsWith(`g${gen ?? ''} `))
+  })
+
+  await r.sadd(`${prefix}:reclaim`, `${prefix}:{many}:`)
+  await make(t, { prefix, maxOrigins: 1000 }) // another instance starts and resumes the sweep
+  await until('swept', async () => (await r.exists(`${prefix}:{many}:R`, `${prefix}:{many}:f`)) === 0)
+  t.same(await keys(`${prefix}:{many}:u:*`), [], 'no job left')
+  t.same((await keys(`${prefix}:{many}:e:*`)).filter((k) => k.endsWith('.test/u')).sort(), hosts.slice(0, 200).map((h) => entry(h)).sort(),
+    'the fenced keys are gone, the ones written since stay')
+  t.equal((await keys(`${prefix}:{many}:e:*/a/u`)).length, hosts.length, 'and the other URL\'s')
+  calls = 0
+  for (const host of hosts.slice(0, 200)) {
+    if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/u not served under ${host}`)
+  }
+  t.equal(calls, 0)
+  t.equal(await r.scard(`${prefix}:{many}:i`), 200 + hosts.length, 'the index holds what is left')
+})
+
+t.test('an evict(url) of one origin fences that origin and the forwarding variants of it only', async (t) => {
+  const { app, prefix } = await make(t, { maxOrigins: 1000, admin: { insecure: true } })
+  app.get('/u', { config: { cache: { group: 'one' } } }, async () => 'x')
+  const hosts = Array.from({ length: 300 }, (_, i) => `h${i}.test`)
+  await fillHosts(app, prefix, 'one', ['/u'], hosts)
+  await app.inject({ url: '/u', headers: { host: 'h1.test', 'x-forwarded-host': 'elsewhere' } })
+  await until('stored', async () => (await keys(`${prefix}:{one}:e:*`)).length === hosts.length + 1)
+  const [, fenced] = await evictUrlAndDie(prefix, 'one', '/u', 'http://h1.test')
+  t.ok(fenced > 0, 'fenced past its first page')
+  t.match(await r.get(`${prefix}:{one}:f`), /^;\d+\.\d+~14~2~http:\/\/h1\.test\/u$/)
+  const found = async (url: string, headers = ''): Promise<number> => (await app.inject(`/_cache/entry?url=${encodeURIComponent(url)}${headers}`)).statusCode
+  t.equal(await found('http://h1.test/u'), 404, 'that origin')
+  t.equal(await found('http://h10.test/u'), 200, 'an origin that only starts like it')
+  t.equal(await found('http://h2.test/u'), 200, 'another origin')
+  const forwarded = (await app.inject({ url: '/u', headers: { host: 'h1.test', 'x-forwarded-host': 'elsewhere' } })).headers['x-cache']
+  t.equal(forwarded, 'MISS', 'a forwarding variant of it')
+})
+
+t.test('a fence entry is dropped whole, whatever the URL it names holds', async (t) => {
+  const base = 'rcf:{g}:'
+  const fence = ';3.2~0~13~/x;3.5,a;3.6~;3.4,hot;3.7~1~1~x/'
+  await r.set(base + 'f', fence, 'PX', 60_000)
+  const drop = async (gen: string, kind = RECLAIM): Promise<string | null> => {
+    if (kind === RECLAIM) await r.eval(RECLAIM, 4, base + 'r:' + gen, base + 'i', base + 'R', base + 'f', gen, 500)
+    else await r.eval(RECLAIM_URL, 5, base + 'u:' + gen, base + 'o', base + 'i', base + 'R', base + 'f', gen, 500, base + 'e:GET:')
+    return await r.get(base + 'f')
+  }
+  t.equal(await drop('3.5'), fence, 'a tag entry\'s text inside a URL entry is not an entry')
+  t.equal(await drop('3.4'), ';3.2~0~13~/x;3.5,a;3.6~;3.7~1~1~x/', 'a tag entry')
+  t.equal(await drop('3.2', RECLAIM_URL), ';3.7~1~1~x/', 'a URL entry, its text included')
+  t.ok(await r.pttl(base + 'f') > 50_000, 'the fence keeps its ttl')
+  t.equal(await drop('3.7', RECLAIM_URL), null, 'the last one drops the fence')
+  await r.set(base + 'f', ';3.1~x~1~/;3.2,a')
+  t.equal(await drop('3.2'), ';3.1~x~1~/;3.2,a', 'what follows an entry it cannot read is kept as it is')
 })

@@ -37,3 +37,29 @@ t.test('a fence hides the values of its tag written before the eviction, and not
   t.same(current(stamped('3.4', bytes, ['hot']), '3.7', fence('junk;;3,hot;3.x')), bytes, 'entries that are not fence entries')
   t.same(current(stamped('3.4', bytes, ['hot']), '3.7', null), bytes, 'no fence')
 })
+
+t.test('a URL entry of a fence hides the values of that URL written before the eviction, under the origins it names', async (t) => {
+  const base = 'p:{g}:'
+  const key = (origin: string, rest: string): string => `${base}e:GET:${origin}${rest}`
+  const url = (gen: string, origin: string, rest: string): string => `;${gen}~${origin.length}~${rest.length}~${origin}${rest}`
+  const rest = '/a;3.9,hot;3.9~1~1~x b=1 h:x=y'
+  const every = fence(url('3.5', '', rest))
+  t.equal(current(stamped('3.4', bytes), '3.7', every, key('http://h', rest), base), null, 'any origin')
+  t.equal(current(stamped('3', bytes, ['t']), '3.7', every, key('https://h:8;x-forwarded-host=a', rest), base), null, 'a forwarding variant, tagged')
+  t.same(current(stamped('3.5', bytes), '3.7', every, key('http://h', rest), base), bytes, 'written since')
+  t.same(current(stamped('3.4', bytes), '3.7', every, key('http://h/z', rest), base), bytes, 'a URL that only ends like it')
+  t.same(current(stamped('3.4', bytes), '3.7', every, key('http://h', rest + 'x'), base), bytes, 'a longer URL')
+  t.same(current(stamped('3.4', bytes), '3.7', every, key('http://h', '/a'), base), bytes, 'a shorter one')
+  t.same(current(stamped('3.4', bytes), '3.7', every, `${base}v:http://h${rest}`, base), bytes, 'not an entry key')
+  t.same(current(stamped('3.4', bytes), '3.7', every, key('http://h', rest), 'p:{other}:'), bytes, 'another group\'s key')
+  t.same(current(stamped('3.4', bytes, ['hot']), '3.9', every, key('http://h', '/b'), base), bytes, 'the text of a URL entry is not read as entries')
+
+  const one = fence(url('3.5', 'http://h', '/a') + ';3.6,hot')
+  t.equal(current(stamped('3.4', bytes), '3.7', one, key('http://h', '/a'), base), null, 'that origin')
+  t.equal(current(stamped('3.4', bytes), '3.7', one, key('http://h;forwarded=x', '/a'), base), null, 'a forwarding variant of it')
+  t.same(current(stamped('3.4', bytes), '3.7', one, key('http://hx', '/a'), base), bytes, 'an origin that only starts like it')
+  t.same(current(stamped('3.4', bytes), '3.7', one, key('http://h', '/ab'), base), bytes)
+  t.equal(current(stamped('3.4', bytes, ['hot']), '3.7', one, key('http://x', '/b'), base), null, 'a tag entry after it')
+  t.same(current(stamped('3.4', bytes), '3.7', fence(url('1.5', '', '/a')), key('http://h', '/a'), base), bytes, 'an entry of another epoch')
+  t.same(current(stamped('3.4', bytes), '3.7', fence(';3.5~x~2~/a;3.6~0~2'), key('http://h', '/a'), base), bytes, 'entries it cannot read')
+})

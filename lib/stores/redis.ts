@@ -7,7 +7,7 @@ import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuil
 import { Reclaimer } from './reclaim.js'
 import { current, registered, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
-import { DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, REGISTER, UNLOCK, WRITE } from './scripts.js'
+import { DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
 // How long a registration made before a handler runs holds at least (far beyond any request).
@@ -15,7 +15,8 @@ const REGISTRATION_MS = 10 * 60 * 1000
 // SSCAN calls per listed key an admin page may make while the members it meets have expired
 const MAX_SCANS_PER_PAGE = 4
 
-// How long one reclaim script may hold Redis (µs), plus one batch: other clients wait at most about this long.
+// How long one reclaim script, or evict(url) before it fences the origins left, may hold Redis (µs), plus one
+// batch: other clients wait at most about this long.
 const RECLAIM_BUDGET_US = 500
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
@@ -28,7 +29,8 @@ type Client = (Redis | Cluster) & {
   httpCacheEvictTag (tagSet: string, gen: string, pending: string, fence: string, channel: string, group: string, tag: string): Promise<number>
   httpCacheReclaim (set: string, index: string, pending: string, fence: string, gen: string, budget: number): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
-  httpCacheDeleteUrl (origins: string, index: string, gen: string, channel: string, prefix: string, rest: string, origin: string, cursor: string): Promise<[string, number]>
+  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, fence: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number): Promise<[number, number]>
+  httpCacheReclaimUrl (job: string, origins: string, index: string, pending: string, fence: string, gen: string, budget: number, prefix: string): Promise<[number, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
   httpCacheEntriesBuffer (index: string, generation: string, fence: string, cursor: string, after: string, limit: number, calls: number): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
 }
@@ -73,7 +75,8 @@ export class RedisStore implements Store {
       client.defineCommand('httpCacheEvictTag', { numberOfKeys: 4, lua: EVICT_TAG })
       client.defineCommand('httpCacheReclaim', { numberOfKeys: 4, lua: RECLAIM })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
-      client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 3, lua: DELETE_URL })
+      client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 5, lua: DELETE_URL })
+      client.defineCommand('httpCacheReclaimUrl', { numberOfKeys: 5, lua: RECLAIM_URL })
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
       client.defineCommand('httpCacheEntries', { numberOfKeys: 3, lua: ENTRIES })
@@ -116,11 +119,11 @@ export class RedisStore implements Store {
       turn.cork()
       // only a lookup goes out ahead of the turn's writes, and not one of a key written in it: a request
       // that follows a MISS's response in the same turn (app.inject, a warm-up) reads what it wrote
-      if (turn.queued && turn.writing(key)) turn.flush()
+      if (turn.writing(key)) turn.flush()
     }
     return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group))).then(([raw, gen, fence]) => {
       const generation = gen === null ? '0' : gen.toString()
-      const value = raw === null ? null : current(raw, generation, fence)
+      const value = raw === null ? null : current(raw, generation, fence, key, group)
       // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
       if (registered(generation)) return { value, generation }
       return this.registerGroup(group, generation).then((g) => ({ value, generation: g }))
@@ -203,21 +206,21 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * O(1) in Redis past one script's budget: the origins that script did not get to are fenced (see FENCE
+   * in lib/stores/scripts.ts) and swept behind it. Resolves to how many entries existed under the origins
+   * it looked at, plus how many origins it fenced without looking (an upper bound, as evictTag's count is).
+   */
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
+    let n: number, fenced: number
     try {
-      // a page of origins per script: a group with many origins never holds Redis for long
-      let n = 0
-      let cursor = '0'
-      do {
-        const [next, some] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group),
-          this.channel, entryPrefixOf(group), rest, origin ?? '', cursor))
-        n += some
-        cursor = next
-      } while (cursor !== '0')
-      return n
+      [n, fenced] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group), pendingOf(group),
+        fenceOf(group), this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US))
     } finally {
       this.invalidated?.({ group })
     }
+    if (fenced > 0) this.queue(group)
+    return n + fenced
   }
 
   /**
@@ -267,10 +270,12 @@ export class RedisStore implements Store {
     await this.on(this.keys.reclaims()).run(() => this.client.srem(this.keys.reclaims(), group))
   }
 
-  /** One reclaim script over `set`; resolves true when the set is empty. */
+  /** One reclaim script over `set` (or an evict(url)'s job); resolves true when it is done. */
   private async reclaimStep (group: string, set: string): Promise<boolean> {
-    const threshold = set.slice(group.length + 2) // '<group>r:<generation>'
-    const [, done] = await this.on(group).run(() => this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), fenceOf(group), threshold, RECLAIM_BUDGET_US))
+    const threshold = set.slice(group.length + 2) // '<group>r:<generation>', '<group>u:<generation>'
+    const [, done] = await this.on(group).run(() => set[group.length] === 'u'
+      ? this.client.httpCacheReclaimUrl(set, originsOf(group), indexOf(group), pendingOf(group), fenceOf(group), threshold, RECLAIM_BUDGET_US, entryPrefixOf(group))
+      : this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), fenceOf(group), threshold, RECLAIM_BUDGET_US))
     return done === 1
   }
 
@@ -376,8 +381,9 @@ export class RedisStore implements Store {
     const items: StoredItem[] = []
     for (let i = 0; i < flat.length; i += 2) {
       // a key written since the group's last eviction; an older one waits for the reclaim, unreachable
-      const value = current(flat[i + 1], generation, fence)
-      if (value !== null) items.push({ key: flat[i].toString(), value })
+      const key = flat[i].toString()
+      const value = current(flat[i + 1], generation, fence, key, group)
+      if (value !== null) items.push({ key, value })
     }
     const resume = last.toString()
     const at = next.toString()

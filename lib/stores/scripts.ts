@@ -16,9 +16,12 @@
 // A group never written has generation '0' (absent key).
 //
 // FENCE: a tag eviction moves n (to E.n') and moves the tag's keys to a reclaim set in O(1). Until the
-// reclaim has removed them, the group's fence (key `…f`, `;E.n',tag;…`) names the tag and n': a value
-// stamped with that tag (`g<E.n>,tag1,tag2 <bytes>`) under an older n is unreachable (lib/stores/stamp.ts).
-// The reclaim drops its entry when done; the fence lives as long as the tag sets it fenced.
+// reclaim has removed them, the group's fence (key `…f`) holds an entry `;E.n',tag` that names the tag
+// and n': a value stamped with that tag (`g<E.n>,tag1,tag2 <bytes>`) under an older n is unreachable
+// (lib/stores/stamp.ts). An evict(url) over more origins than one script gets through fences the rest the
+// same way, with an entry `;E.n'~<length of O>~<length of R>~<O><R>`: a value under an older n whose key is
+// `<entry prefix><origin><R>`, the origin O or `O;…` (any origin when O is ''), is unreachable. A
+// reclaim drops its entry when done; the fence lives as long as the keys it fenced.
 
 /** Lua helpers: generation parsing and comparison. */
 const GEN = `
@@ -38,6 +41,100 @@ local function bump (key)
   local next = e .. '.' .. (n + 1)
   redis.call('SET', key, next)
   return next
+end
+`
+
+// Whether a key holds a value written before generation te.n (or nothing, or not a value of this store):
+// what a reclaim may remove. A key written since an eviction stays.
+const OLDER = `
+local function older (key, te, tn)
+  local head = redis.pcall('GETRANGE', key, 0, 40)
+  if type(head) == 'string' and string.byte(head, 1) == 103 then
+    local space = string.find(head, '[ ,]', 2)
+    if space then
+      local e, n = parse(string.sub(head, 2, space - 1))
+      if e ~= nil and n ~= nil and (e > te or (e == te and n >= tn)) then return false end
+    end
+  end
+  return true
+end
+local function now ()
+  local t = redis.call('TIME')
+  return t[1] * 1000000 + t[2]
+end
+`
+
+// Drops the fence entry of the eviction that left generation `gen` (see FENCE), keeping the fence's ttl.
+// Entries are walked, not searched: a URL entry's text may contain anything.
+const UNFENCE = `
+local function unfence (key, gen)
+  local fence = redis.call('GET', key)
+  if not fence then return end
+  local rest = ''
+  local i = string.find(fence, ';', 1, true)
+  while i do
+    local j = string.find(fence, '[,~;]', i + 1) or #fence + 1
+    local stop
+    if string.byte(fence, j) == 126 then
+      local a = string.find(fence, '~', j + 1, true)
+      local b = a and string.find(fence, '~', a + 1, true)
+      local lo = a and tonumber(string.sub(fence, j + 1, a - 1))
+      local lr = b and tonumber(string.sub(fence, a + 1, b - 1))
+      -- not an entry this store wrote: kept whole (fencing more is safe)
+      if not lo or not lr then rest = rest .. string.sub(fence, i) break end
+      stop = b + lo + lr
+    else
+      stop = (string.find(fence, ';', j, true) or #fence + 1) - 1
+    end
+    if string.sub(fence, i + 1, j - 1) ~= gen then rest = rest .. string.sub(fence, i, stop) end
+    i = string.find(fence, ';', stop + 1, true)
+  end
+  if rest == fence then return end
+  local ttl = redis.call('PTTL', key)
+  if rest == '' then redis.call('DEL', key)
+  elseif ttl > 0 then redis.call('SET', key, rest, 'PX', ttl)
+  else redis.call('SET', key, rest) end
+end
+`
+
+// Appends an entry to a group's fence, which then lives at least as long as the set indexing the keys it
+// fences (those expire with the set at the latest).
+const FENCE = `
+local function fence (key, entry, set)
+  local left = redis.call('PTTL', key)
+  redis.call('APPEND', key, entry)
+  local ttl = redis.call('PTTL', set)
+  if ttl == -1 then redis.call('PERSIST', key)
+  elseif ttl > 0 and (left == -2 or (left >= 0 and left < ttl)) then redis.call('PEXPIRE', key, ttl) end
+end
+`
+
+// Removes, under the origins of a group from SSCAN cursor `cursor` on, the keys `<prefix><origin><rest>`
+// (origins equal to `origin` or starting with `origin;`; every one when it is '') written before
+// generation te.n, page after page until the origins are done or the clock passes `deadline` (one page at
+// least). With `channel`, publishes each key removed. Returns the next cursor ('0': done), how many keys
+// it removed, how many origins it looked at.
+const SWEEP = `
+local function sweep (origins, index, prefix, rest, origin, cursor, te, tn, deadline, channel)
+  local removed, seen = 0, 0
+  repeat
+    local page = redis.call('SSCAN', origins, cursor, 'COUNT', 100)
+    cursor = page[1]
+    seen = seen + #page[2]
+    for _, o in ipairs(page[2]) do
+      if origin == '' or o == origin or string.sub(o, 1, #origin + 1) == origin .. ';' then
+        local key = prefix .. o .. rest
+        if older(key, te, tn) then
+          redis.call('SREM', index, key)
+          if redis.call('UNLINK', key) == 1 then
+            removed = removed + 1
+            if channel then redis.call('PUBLISH', channel, 'k' .. key) end
+          end
+        end
+      end
+    end
+  until cursor == '0' or now() >= deadline
+  return cursor, removed, seen
 end
 `
 
@@ -151,17 +248,12 @@ return {math.max(n, 0), size}
 // KEYS: tag set, generation, pending reclaims, fence. ARGV: channel, group, tag. O(1): fences the
 // group's writes, fences the tag's values written so far (see FENCE) and moves the tag's keys to a
 // reclaim set for RECLAIM. Returns how many keys the tag set held (expired or evicted ones included).
-export const EVICT_TAG = GEN + `
+export const EVICT_TAG = GEN + FENCE + `
 local next = bump(KEYS[2])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 local n = redis.call('SCARD', KEYS[1])
 if n == 0 then return 0 end
-local left = redis.call('PTTL', KEYS[4])
-redis.call('APPEND', KEYS[4], ';' .. next .. ',' .. ARGV[3])
--- the fence outlives every value it fences: those expire with the tag set at the latest
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -1 then redis.call('PERSIST', KEYS[4])
-elseif left == -2 or (left >= 0 and left < ttl) then redis.call('PEXPIRE', KEYS[4], ttl) end
+fence(KEYS[4], ';' .. next .. ',' .. ARGV[3], KEYS[1])
 local reclaim = ARGV[2] .. 'r:' .. next
 redis.call('RENAME', KEYS[1], reclaim)
 redis.call('RPUSH', KEYS[3], reclaim)
@@ -172,46 +264,25 @@ return n
 // name ends with it), time budget in microseconds. Removes keys of the set written under an older
 // generation, in batches, until the set is empty or the budget is spent; then drops the eviction's
 // fence entry, if any. Returns {keys removed, 1 when the set is empty}.
-export const RECLAIM = GEN + `
+export const RECLAIM = GEN + OLDER + UNFENCE + `
 local te, tn = parse(ARGV[1])
-local budget = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local start = t[1] * 1000000 + t[2]
+local deadline = now() + tonumber(ARGV[2])
 local removed = 0
 local done = false
 while true do
   local batch = redis.call('SPOP', KEYS[1], 50)
   for _, key in ipairs(batch) do
-    local head = redis.pcall('GETRANGE', key, 0, 40)
-    local keep = false
-    if type(head) == 'string' and string.byte(head, 1) == 103 then
-      local space = string.find(head, '[ ,]', 2)
-      if space then
-        local e, n = parse(string.sub(head, 2, space - 1))
-        keep = e ~= nil and n ~= nil and (e > te or (e == te and n >= tn))
-      end
-    end
-    if not keep then
+    if older(key, te, tn) then
       removed = removed + redis.call('UNLINK', key)
       redis.call('SREM', KEYS[2], key)
     end
   end
   if #batch < 50 then done = true break end
-  t = redis.call('TIME')
-  if t[1] * 1000000 + t[2] - start >= budget then break end
+  if now() >= deadline then break end
 end
 if done then
   redis.call('LREM', KEYS[3], 0, KEYS[1])
-  local fence = redis.call('GET', KEYS[4])
-  local at = fence and string.find(fence, ';' .. ARGV[1] .. ',', 1, true)
-  if at then
-    local after = string.find(fence, ';', at + 1, true)
-    local rest = string.sub(fence, 1, at - 1) .. (after and string.sub(fence, after) or '')
-    local ttl = redis.call('PTTL', KEYS[4])
-    if rest == '' then redis.call('DEL', KEYS[4])
-    elseif ttl > 0 then redis.call('SET', KEYS[4], rest, 'PX', ttl)
-    else redis.call('SET', KEYS[4], rest) end
-  end
+  unfence(KEYS[4], ARGV[1])
 end
 return {removed, done and 1 or 0}
 `
@@ -224,24 +295,44 @@ redis.call('PUBLISH', ARGV[1], 'k' .. KEYS[1])
 return redis.call('UNLINK', KEYS[1])
 `
 
-// KEYS: origins, index, generation. ARGV: channel, entry prefix, rest of the key, origin ('' = every
-// one), SSCAN cursor ('0' first: the call that fences the group's writes). Removes one URL's entries under
-// a page of the origins recorded for the group. Returns {next cursor ('0' when done), how many existed}.
-export const DELETE_URL = GEN + `
-if ARGV[5] == '0' then bump(KEYS[3]) end
-local page = redis.call('SSCAN', KEYS[1], ARGV[5], 'COUNT', 200)
-local n = 0
-for _, origin in ipairs(page[2]) do
-  if ARGV[4] == '' or origin == ARGV[4] or string.sub(origin, 1, #ARGV[4] + 1) == ARGV[4] .. ';' then
-    local key = ARGV[2] .. origin .. ARGV[3]
-    redis.call('SREM', KEYS[2], key)
-    if redis.call('UNLINK', key) == 1 then
-      n = n + 1
-      redis.call('PUBLISH', ARGV[1], 'k' .. key)
-    end
-  end
+// KEYS: origins, index, generation, pending reclaims, fence. ARGV: channel, group, entry prefix, rest of
+// the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes one URL's
+// entries under the origins recorded for the group (see SWEEP) until done or the budget is spent; the
+// origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job `<group>u:<generation>`
+// (its cursor, origin and rest) queued with the group's reclaim sets. Returns {how many existed, how many
+// origins were fenced without being looked at}.
+export const DELETE_URL = GEN + OLDER + SWEEP + FENCE + `
+local next = bump(KEYS[3])
+local te, tn = parse(next)
+local cursor, n, seen = sweep(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], '0', te, tn, now() + tonumber(ARGV[6]), ARGV[1])
+if cursor == '0' then return {n, 0} end
+fence(KEYS[5], ';' .. next .. '~' .. #ARGV[5] .. '~' .. #ARGV[4] .. '~' .. ARGV[5] .. ARGV[4], KEYS[2])
+local job = ARGV[2] .. 'u:' .. next
+redis.call('HSET', job, 'c', cursor, 'o', ARGV[5], 'r', ARGV[4])
+redis.call('RPUSH', KEYS[4], job)
+redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
+return {n, math.max(redis.call('SCARD', KEYS[1]) - seen, 1)}
+`
+
+// KEYS: job, origins, index, pending reclaims, fence. ARGV: the generation the eviction left (the job's
+// name ends with it), time budget in microseconds, entry prefix. Goes on with an evict(url) that DELETE_URL
+// fenced, from the job's cursor, until the origins are done or the budget is spent; then drops the job
+// and its fence entry. Returns {keys removed, 1 when done}.
+export const RECLAIM_URL = GEN + OLDER + SWEEP + UNFENCE + `
+local job = redis.call('HMGET', KEYS[1], 'c', 'o', 'r')
+local cursor, removed = '0', 0
+if job[1] and job[2] and job[3] then
+  local te, tn = parse(ARGV[1])
+  cursor, removed = sweep(KEYS[2], KEYS[3], ARGV[3], job[3], job[2], job[1], te, tn, now() + tonumber(ARGV[2]), nil)
 end
-return {page[1], n}
+if cursor ~= '0' then
+  redis.call('HSET', KEYS[1], 'c', cursor)
+  return {removed, 0}
+end
+redis.call('DEL', KEYS[1])
+redis.call('LREM', KEYS[4], 0, KEYS[1])
+unfence(KEYS[5], ARGV[1])
+return {removed, 1}
 `
 
 // KEYS: lock. ARGV: token. Releases a lock only its holder still holds.

@@ -1,7 +1,8 @@
 // How the Redis store keeps a value: `g<generation>[,tag…] <bytes>`, stamped with the generation it was
 // written under and the tags it carries, so that moving a group's epoch makes every value of the old one
-// unreachable at once, and a tag eviction every value of the tag (O(1) evictions; see FENCE in
-// lib/stores/scripts.ts). The Lua scripts read and write the same stamp.
+// unreachable at once, and a tag eviction every value of the tag, a URL eviction over many origins the
+// URL's (O(1) evictions; see FENCE in lib/stores/scripts.ts). The Lua scripts read and write the same stamp.
+import { entryPrefixOf } from '../keys.js'
 
 /** Whether a generation's epoch is odd: its group is in the groups registry (see lib/stores/scripts.ts). */
 export function registered (generation: string): boolean {
@@ -14,11 +15,12 @@ const DOT = 0x2e
 const COMMA = 0x2c
 
 /**
- * The bytes of a stored value if it was written under the group's current epoch and no tag eviction
- * since fences it (`fence`: the group's fence, null when it has none); null when an eviction has made
- * it unreachable, or when it is not a value of this store.
+ * The bytes of a stored value if it was written under the group's current epoch and no partial eviction
+ * since fences it (`fence`: the group's fence, null when it has none; `key` and `base`: the value's key and
+ * its group's base, which URL evictions are fenced by); null when an eviction has made it unreachable, or
+ * when it is not a value of this store.
  */
-export function current (raw: Buffer, generation: string, fence: Buffer | null = null): Buffer | null {
+export function current (raw: Buffer, generation: string, fence: Buffer | null = null, key = '', base = ''): Buffer | null {
   if (raw[0] !== 0x67) return null // 'g'
   const space = raw.indexOf(SPACE, 1)
   if (space === -1) return null
@@ -29,7 +31,10 @@ export function current (raw: Buffer, generation: string, fence: Buffer | null =
   let tags = end
   if (raw[tags] === DOT) tags = digits(raw, tags + 1)
   if (tags !== space && raw[tags] !== COMMA) return null
-  if (fence !== null && tags !== space && fenced(fence.toString('latin1'), epoch, raw.toString('latin1', end, tags), raw.toString('latin1', tags, space))) return null
+  if (fence !== null) {
+    const n = raw.toString('latin1', end, tags)
+    if (fenced(fence.toString('latin1'), epoch, n === '' ? 0 : Number(n.slice(1)), raw.toString('latin1', tags, space) + ',', key, entryPrefixOf(base))) return null
+  }
   return raw.subarray(space + 1)
 }
 
@@ -39,20 +44,54 @@ function digits (raw: Buffer, i: number): number {
   return i
 }
 
+const COUNT = /^\d+$/
+
 /**
- * Whether a value stamped `<epoch><n> <tags>` (n: '' or '.<n>'; tags: ',a,b') carries a tag the fence
- * (`;<epoch>.<n'>,<tag>…`) evicted after it was written (n' > n).
+ * Whether a value written at `<epoch>.<written>`, carrying `carried` (',a,b,'), under `key` is fenced by an
+ * entry of the fence (see FENCE in lib/stores/scripts.ts) evicted after it was written (n' > written): a
+ * tag entry `;<epoch>.<n'>,<tag>` naming one of its tags, or a URL entry
+ * `;<epoch>.<n'>~<length of O>~<length of R>~<O><R>` matching its key. What is not an entry is skipped.
  */
-function fenced (fence: string, epoch: string, n: string, tags: string): boolean {
-  const written = n === '' ? 0 : Number(n.slice(1))
-  const carried = tags + ','
-  for (const entry of fence.split(';')) {
-    const dot = entry.indexOf('.')
-    const comma = entry.indexOf(',', dot)
-    if (dot === -1 || comma === -1 || entry.slice(0, dot) !== epoch) continue
-    if (Number(entry.slice(dot + 1, comma)) > written && carried.includes(entry.slice(comma) + ',')) return true
+function fenced (fence: string, epoch: string, written: number, carried: string, key: string, prefix: string): boolean {
+  let i = fence.indexOf(';')
+  while (i !== -1) {
+    let j = i + 1
+    while (j < fence.length && fence[j] !== ',' && fence[j] !== '~' && fence[j] !== ';') j++
+    let next = j
+    let hit = false
+    if (fence[j] === ',') {
+      next = fence.indexOf(';', j)
+      if (next === -1) next = fence.length
+      hit = carried.includes(fence.slice(j, next) + ',')
+    } else if (fence[j] === '~') {
+      const a = fence.indexOf('~', j + 1)
+      const b = a === -1 ? -1 : fence.indexOf('~', a + 1)
+      const lo = fence.slice(j + 1, a)
+      const lr = fence.slice(a + 1, b)
+      if (b === -1 || !COUNT.test(lo) || !COUNT.test(lr)) return false // the rest cannot be read
+      const o = b + 1 + Number(lo)
+      next = o + Number(lr)
+      hit = urlMatches(key, prefix, fence.slice(b + 1, o), fence.slice(o, next))
+    }
+    if (hit) {
+      const dot = fence.indexOf('.', i)
+      if (dot !== -1 && dot < j && fence.slice(i + 1, dot) === epoch && Number(fence.slice(dot + 1, j)) > written) return true
+    }
+    i = fence.indexOf(';', next)
   }
   return false
+}
+
+/**
+ * Whether `key` is `<prefix><an origin><rest>` with that origin `origin` or `origin;…` ('': any). An origin
+ * (`scheme://host[;…]`) holds no `/` after its scheme, so `/a/x` is never read as an entry of `/x`.
+ */
+function urlMatches (key: string, prefix: string, origin: string, rest: string): boolean {
+  if (key.length < prefix.length + rest.length || !key.startsWith(prefix) || !key.endsWith(rest)) return false
+  const o = key.slice(prefix.length, key.length - rest.length)
+  const scheme = o.indexOf('://')
+  if (scheme <= 0 || o.includes('/', scheme + 3)) return false
+  return origin === '' || o === origin || o.startsWith(origin + ';')
 }
 
 /** A value as the store keeps it in Redis: stamped with the generation it was written under (and its tags). */

@@ -43,7 +43,8 @@ export interface Store {
   delete (key: string, group: string): Promise<boolean>
   /**
    * Removes `<entry prefix of group><origin><rest>` for every origin the group recorded, or only those
-   * equal to `origin` or starting with `origin;` when given. Resolves to how many existed.
+   * equal to `origin` or starting with `origin;` when given. Resolves to how many existed (a store that
+   * fences the origins past a first batch instead of looking at each, like Redis, counts those origins).
    */
   deleteUrl (group: string, rest: string, origin?: string): Promise<number>
   /** Removes every key of a group atomically; resolves to how many existed. */

@@ -69,8 +69,4 @@ export class Turn {
     for (let i = 0; i < this.writes.length; i++) if (this.writes[i].keys[0] === key) return true
     return false
   }
-
-  get queued (): boolean {
-    return this.writes.length > 0
-  }
 }
