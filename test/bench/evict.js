@@ -9,7 +9,9 @@
 //      until none is left. Meanwhile another client (a worker thread, its own connection) sends a PING every
 //      millisecond: its worst and p99 round trip during the eviction and the whole reclaim, beside the same
 //      client's on the idle Redis just before. Keys per second reclaimed say how fast memory comes back;
-//      the SLOWLOG (threshold 0) gives the longest script. The same for evictTag over EVICT_TAG_ENTRIES.
+//      the SLOWLOG (threshold 0) gives the longest script. The same for evictTag over EVICT_TAG_ENTRIES,
+//      evict(url) of one URL stored under EVICT_URL_ORIGINS origins (one 1 KB entry each), and clear() over
+//      EVICT_CLEAR_GROUPS groups of one value each.
 //   2. Storage per entry: N responses of the 1 KB JSON route are cached through HTTP (app.inject), then
 //      every entry key is measured: STRLEN of the value, MEMORY USAGE of the key, against the body and
 //      header bytes the response carried. Overhead = STRLEN - body - header bytes; target <= 64 bytes.
@@ -17,6 +19,8 @@
 // Settings (environment):
 //   EVICT_SIZES     group sizes (10000,100000,1000000)   EVICT_OTHERS   other keys in Redis (200000)
 //   EVICT_TAG_ENTRIES  tagged entries for evictTag (100000; 0 = skip)   STORAGE_ENTRIES  entries for the storage figure (1000)
+//   EVICT_URL_ORIGINS  origins of the URL evict(url) evicts (10000,100000; '' = skip)
+//   EVICT_CLEAR_GROUPS groups clear() evicts (10000,100000; '' = skip)
 //   BENCH_MAX_FOREIGN  % of a CPU other processes may use before a timed eviction (15)
 //   BENCH_QUIET_WAIT   seconds to wait at most for that before each timed eviction (30)
 //   BENCH_RESULTS   results file (test/bench/results.json)
@@ -92,6 +96,46 @@ if KEYS[2] ~= '' then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
 return 1
 `
 
+// One URL's entries under origins http://h<from>.test … http://h<to>.test, as the store writes them:
+// KEYS index, origins, generation; ARGV entry prefix, rest of the key, from, to, value bytes, ttl ms.
+const FILL_URL = `
+local gen = redis.call('GET', KEYS[3]) or '0'
+local value = 'g' .. gen .. ' ' .. ARGV[5]
+for i = tonumber(ARGV[3]), tonumber(ARGV[4]) do
+  local origin = 'http://h' .. i .. '.test'
+  local key = ARGV[1] .. origin .. ARGV[2]
+  redis.call('SET', key, value, 'PX', ARGV[6])
+  redis.call('SADD', KEYS[1], key)
+  redis.call('SADD', KEYS[2], origin)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 1
+`
+
+/** The URL /url/<n> of group url-<n> stored under n origins: the first through HTTP, the rest in bulk. */
+async function fillUrl (app, redis, n) {
+  const group = `url-${n}`
+  const base = `http-cache:{${group}}:`
+  const entry = (i) => `${base}e:GET:http://h${i}.test/url/${n}`
+  const first = await app.inject({ url: `/url/${n}`, headers: { host: 'h0.test' } })
+  if (first.headers['x-cache'] !== 'MISS') throw new Error(`${WHO}: the first GET /url/${n} answered x-cache: ${first.headers['x-cache']}`)
+  while (await redis.exists(entry(0)) === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+  const value = (await redis.getBuffer(entry(0))).subarray(2 + (await redis.get(base + 'g')).length)
+  for (let i = 1; i < n; i += 10_000) {
+    await redis.eval(FILL_URL, 3, base + 'i', base + 'o', base + 'g', `${base}e:GET:`, `/url/${n}`, i, Math.min(n - 1, i + 9_999), value, 3_600_000)
+  }
+  const indexed = await redis.scard(base + 'i')
+  const origins = await redis.scard(base + 'o')
+  if (indexed !== n || origins !== n) throw new Error(`${WHO}: the group indexes ${indexed} keys under ${origins} origins, expected ${n}`)
+  return { group, entry }
+}
+
+/** n groups of one value each, set through the plugin (each registered as a real write does). */
+async function fillGroups (app, n) {
+  await inBatches(n, async (i) => await app.cache.set('item', BODY_TEXT, { group: `clear-${i}`, ttl: 3600 }))
+}
+
 async function fill (app, redis, group, n, tag) {
   const base = `http-cache:{${group}}:`
   // one value through the plugin registers the group (and the tag) as a real write does
@@ -146,11 +190,58 @@ async function reclaimDone (redis, group) {
   while (await redis.llen(`http-cache:{${group}}:R`) > 0) await new Promise((resolve) => setTimeout(resolve, 5))
 }
 
-async function measureGroup (app, redis, pinger, n, quiet, kind) {
+async function everyReclaimDone (redis) {
+  // the groups a clear() queued are recorded in the reclaim registry as it evicts them, and dropped when done
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  while (await redis.scard('http-cache:reclaim') > 0) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
+const LABEL = { group: 'evictGroup', tag: 'evictTag', url: 'evict(url)', clear: 'clear()' }
+const UNIT = { group: 'entries', tag: 'entries', url: 'origins', clear: 'groups' }
+
+/** What one kind of eviction is measured on: set up, called, checked. */
+async function prepare (app, redis, n, kind) {
+  if (kind === 'url') {
+    const { group, entry } = await fillUrl(app, redis, n)
+    return {
+      group,
+      evict: async () => await app.cache.evict(`/url/${n}`),
+      expected: true,
+      // the last origin is the likeliest to have been fenced, not removed, when the call resolved
+      served: async () => (await app.inject({ url: `/url/${n}`, headers: { host: `h${n - 1}.test` } })).headers['x-cache'] !== 'MISS',
+      done: async () => await reclaimDone(redis, group),
+      left: async () => await redis.exists(entry(0), entry(1), entry(Math.floor(n / 2)))
+    }
+  }
+  if (kind === 'clear') {
+    await fillGroups(app, n)
+    const last = `clear-${n - 1}`
+    if (await app.cache.get('item', { group: last }) === undefined) throw new Error(`${WHO}: the value set through the plugin is not served`)
+    return {
+      group: last,
+      evict: async () => await app.cache.clear(),
+      expected: (evicted) => evicted >= n,
+      served: async () => await app.cache.get('item', { group: 'clear-0' }) !== undefined || await app.cache.get('item', { group: last }) !== undefined,
+      done: async () => await everyReclaimDone(redis),
+      left: async () => await redis.exists('http-cache:{clear-0}:v:item', `http-cache:{${last}}:v:item`)
+    }
+  }
   const group = `${kind}-${n}`
   const tag = kind === 'tag' ? `tag-${n}` : undefined
   await fill(app, redis, group, n, tag)
   if (await app.cache.get('item:first', { group }) === undefined) throw new Error(`${WHO}: the value set through the plugin is not served`)
+  return {
+    group,
+    evict: async () => kind === 'tag' ? await app.cache.evictTag(tag) : await app.cache.evictGroup(group),
+    expected: n,
+    served: async () => await app.cache.get('item:first', { group }) !== undefined,
+    done: async () => await reclaimDone(redis, group),
+    left: async () => await redis.exists(`http-cache:{${group}}:v:item:0`, `http-cache:{${group}}:v:item:first`)
+  }
+}
+
+async function measureGroup (app, redis, pinger, n, quiet, kind) {
+  const run = await prepare(app, redis, n, kind)
   const memBefore = await usedMemory(redis)
   const foreign = await waitQuiet(quiet)
   pinger.start()
@@ -160,19 +251,18 @@ async function measureGroup (app, redis, pinger, n, quiet, kind) {
   await redis.slowlog('RESET')
   pinger.start()
   const start = process.hrtime.bigint()
-  const evicted = kind === 'tag' ? await app.cache.evictTag(tag) : await app.cache.evictGroup(group)
+  const evicted = await run.evict()
   const callMs = Number(process.hrtime.bigint() - start) / 1e6
-  if (await app.cache.get('item:first', { group }) !== undefined) throw new Error(`${WHO}: a value is still served after the ${kind} eviction resolved`)
-  await reclaimDone(redis, group)
+  if (await run.served()) throw new Error(`${WHO}: a value is still served after the ${LABEL[kind]} resolved`)
+  await run.done()
   const totalMs = Number(process.hrtime.bigint() - start) / 1e6
   const during = await pinger.stop()
   const scripts = await scriptStats(redis)
-  if (evicted !== n) throw new Error(`${WHO}: ${kind} eviction answered ${evicted}, expected ${n}`)
-  const left = await redis.exists(`http-cache:{${group}}:v:item:0`, `http-cache:{${group}}:v:item:first`)
-  if (left !== 0) throw new Error(`${WHO}: keys of the evicted group are still in Redis after the reclaim`)
+  if (typeof run.expected === 'function' ? !run.expected(evicted) : evicted !== run.expected) throw new Error(`${WHO}: ${LABEL[kind]} answered ${evicted} (${int(n)} ${UNIT[kind]})`)
+  if (await run.left() !== 0) throw new Error(`${WHO}: keys ${LABEL[kind]} evicted are still in Redis after the reclaim`)
   const memAfter = await usedMemory(redis)
   const row = { kind, entries: n, callMs, reclaimMs: totalMs, keysPerSecond: n / (totalMs / 1000), idle, during, scripts, memFreedMB: (memBefore - memAfter) / 1e6, othersCpu: foreign }
-  log(`  ${kind === 'tag' ? 'evictTag' : 'evictGroup'} of ${int(n)}: call ${callMs.toFixed(2)} ms, all reclaimed after ${totalMs.toFixed(0)} ms (${int(row.keysPerSecond)} keys/s, ${row.memFreedMB.toFixed(0)} MB freed); ` +
+  log(`  ${LABEL[kind]} of ${int(n)} ${UNIT[kind]}: call ${callMs.toFixed(2)} ms, all reclaimed after ${totalMs.toFixed(0)} ms (${int(row.keysPerSecond)} keys/s, ${row.memFreedMB.toFixed(0)} MB freed); ` +
     `other client's PING worst ${during.worst.toFixed(2)} ms, p99 ${during.p99.toFixed(2)} ms (idle Redis just before: ${idle.worst.toFixed(2)} / ${idle.p99.toFixed(2)}); ` +
     `longest script ${scripts.maxUsec === undefined ? '?' : (scripts.maxUsec / 1000).toFixed(2) + ' ms'} (${scripts.slowest}) of ${scripts.calls}, ${(scripts.meanUsec / 1000).toFixed(2)} ms on average` +
     `${foreign > quiet.max ? ` — other processes used ${Math.round(foreign * 100)}% of a CPU just before` : ''}`)
@@ -312,6 +402,8 @@ async function main () {
   const sizes = listEnv('EVICT_SIZES', [10_000, 100_000, 1_000_000])
   const others = intEnv('EVICT_OTHERS', 200_000, 0)
   const tagEntries = intEnv('EVICT_TAG_ENTRIES', 100_000, 0)
+  const urlOrigins = listEnv('EVICT_URL_ORIGINS', [10_000, 100_000]).filter((n) => n > 1)
+  const clearGroups = listEnv('EVICT_CLEAR_GROUPS', [10_000, 100_000]).filter((n) => n > 1)
   const storageEntries = intEnv('STORAGE_ENTRIES', 1000)
   const quiet = { max: intEnv('BENCH_MAX_FOREIGN', 15, 0) / 100, maxWait: intEnv('BENCH_QUIET_WAIT', 30, 0) * 1000, pids: () => [redisServer.child.pid] }
   const mach = machine()
@@ -328,8 +420,9 @@ async function main () {
   // generous timeout: the point is to measure the eviction, not to cut it short
   const app = Fastify({ logger: { level: 'warn', stream: process.stderr } })
   try {
-    await app.register(httpCache, { redis: redisServer.url, timeout: 60_000 })
+    await app.register(httpCache, { redis: redisServer.url, timeout: 60_000, maxOrigins: Math.max(100, ...urlOrigins) })
     app.get('/item/:id', { config: { cache: { group: 'storage', ttl: 3600 } } }, async () => BODY)
+    for (const n of urlOrigins) app.get(`/url/${n}`, { config: { cache: { group: `url-${n}`, ttl: 3600 } } }, async () => BODY)
     await app.ready()
 
     const t0 = Date.now()
@@ -338,6 +431,8 @@ async function main () {
     const rows = []
     for (const n of sizes) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'group'))
     if (tagEntries > 0) rows.push(await measureGroup(app, redis, pinger, tagEntries, quiet, 'tag'))
+    for (const n of urlOrigins) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'url'))
+    for (const n of clearGroups) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'clear'))
     log(`storage: ${int(storageEntries)} entries of the ${SIZE}-byte route through HTTP`)
     const storage = await measureStorage(app, redis, storageEntries)
 
@@ -353,11 +448,11 @@ async function main () {
         met: largest.callMs / smallest.callMs <= 3,
         text: `${largest.callMs.toFixed(2)} ms for ${int(largest.entries)} entries, ${smallest.callMs.toFixed(2)} ms for ${int(smallest.entries)}`
       },
-      ...rows.filter((r) => r.kind === 'tag').map((tag) => ({
-        name: 'evictTag costs O(1) on the caller\'s path (its call time / the smallest group\'s <= 3)',
-        value: tag.callMs / smallest.callMs,
-        met: tag.callMs / smallest.callMs <= 3,
-        text: `${tag.callMs.toFixed(2)} ms for ${int(tag.entries)} tagged entries, ${smallest.callMs.toFixed(2)} ms for a group of ${int(smallest.entries)}`
+      ...rows.filter((r) => r.kind === 'tag' || r.kind === 'url').map((row) => ({
+        name: `${LABEL[row.kind]} costs O(1) on the caller's path (its call time / the smallest group's <= 3)`,
+        value: row.callMs / smallest.callMs,
+        met: row.callMs / smallest.callMs <= 3,
+        text: `${row.callMs.toFixed(2)} ms for ${int(row.entries)} ${row.kind === 'tag' ? 'tagged entries' : 'origins'}, ${smallest.callMs.toFixed(2)} ms for a group of ${int(smallest.entries)}`
       })),
       {
         name: 'each script of an eviction and its reclaim holds Redis <= 2 ms',
@@ -380,14 +475,14 @@ async function main () {
           ` (MEMORY USAGE of the key ${storage.memoryUsage.toFixed(0)} B with its ${storage.keyBytes.toFixed(0)}-byte name)`
       }
     ]
-    const result = { at: new Date().toISOString(), machine: mach, settings: { sizes, others, tagEntries, storageEntries }, rows, storage, targets }
+    const result = { at: new Date().toISOString(), machine: mach, settings: { sizes, others, tagEntries, urlOrigins, clearGroups, storageEntries }, rows, storage, targets }
     mergeResults(result)
 
     console.log(`\nfastify-http-cache evictions and storage, ${describeMachine(mach)}; ${int(others)} other keys in Redis\n`)
     console.log('| eviction | entries | call ms | all reclaimed after, ms | keys/s reclaimed | scripts | longest script ms | other client PING worst / p99 ms | same, idle Redis just before |')
     console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|')
     for (const r of rows) {
-      console.log(`| ${r.kind === 'tag' ? 'evictTag' : 'evictGroup'} | ${int(r.entries)} | ${r.callMs.toFixed(2)} | ${r.reclaimMs.toFixed(0)} | ${int(r.keysPerSecond)} | ${r.scripts.calls} | ` +
+      console.log(`| ${LABEL[r.kind]} | ${int(r.entries)}${r.kind === 'url' || r.kind === 'clear' ? ' ' + UNIT[r.kind] : ''} | ${r.callMs.toFixed(2)} | ${r.reclaimMs.toFixed(0)} | ${int(r.keysPerSecond)} | ${r.scripts.calls} | ` +
         `${r.scripts.maxUsec === undefined ? '?' : (r.scripts.maxUsec / 1000).toFixed(2)} | ${r.during.worst.toFixed(2)} / ${r.during.p99.toFixed(2)} | ${r.idle.worst.toFixed(2)} / ${r.idle.p99.toFixed(2)} |`)
     }
     console.log(`\nstorage per entry (${int(storage.entries)} entries of GET /item/:id, ${SIZE}-byte body):`)
