@@ -118,7 +118,7 @@ const SWEEP = `
 local function sweep (origins, index, prefix, rest, origin, cursor, te, tn, deadline, channel)
   local removed, seen = 0, 0
   repeat
-    local page = redis.call('SSCAN', origins, cursor, 'COUNT', 100)
+    local page = redis.call('SSCAN', origins, cursor, 'COUNT', 50)
     cursor = page[1]
     seen = seen + #page[2]
     for _, o in ipairs(page[2]) do

@@ -19,8 +19,8 @@
 // Settings (environment):
 //   EVICT_SIZES     group sizes (10000,100000,1000000)   EVICT_OTHERS   other keys in Redis (200000)
 //   EVICT_TAG_ENTRIES  tagged entries for evictTag (100000; 0 = skip)   STORAGE_ENTRIES  entries for the storage figure (1000)
-//   EVICT_URL_ORIGINS  origins of the URL evict(url) evicts (10000,100000; '' = skip)
-//   EVICT_CLEAR_GROUPS groups clear() evicts (10000,100000; '' = skip)
+//   EVICT_URL_ORIGINS  origins of the URL evict(url) evicts (10000,100000; 0 = skip)
+//   EVICT_CLEAR_GROUPS groups clear() evicts (10000,100000; 0 = skip)
 //   BENCH_MAX_FOREIGN  % of a CPU other processes may use before a timed eviction (15)
 //   BENCH_QUIET_WAIT   seconds to wait at most for that before each timed eviction (30)
 //   BENCH_RESULTS   results file (test/bench/results.json)
