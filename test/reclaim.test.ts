@@ -84,6 +84,18 @@ t.test('keys written after an eviction survive its reclaim; the evicted ones are
   await until('unqueued', async () => (await r.exists(`${prefix}:reclaim`)) === 0)
 })
 
+t.test('a group of no more keys than a reclaim batch is removed by the eviction itself; a larger one is queued', async (t) => {
+  const { app, prefix } = await make(t)
+  await fillValues(app, 'small', 50)
+  await fillValues(app, 'large', 51)
+  await evictAndDie(prefix, 'small')
+  t.same(await keys(`${prefix}:{small}:*`), [`${prefix}:{small}:g`], 'nothing left to reclaim')
+  await evictAndDie(prefix, 'large')
+  t.equal((await keys(`${prefix}:{large}:v:*`)).length, 51, 'left to the reclaim')
+  t.equal(await r.llen(`${prefix}:{large}:R`), 1)
+  t.equal(await app.cache.get('k1', { group: 'large' }), undefined, 'unreachable all the same')
+})
+
 t.test('a reclaim an instance left unfinished is resumed by another instance when it starts', async (t) => {
   const { app, prefix } = await make(t)
   await fillValues(app, 'orphan', 300)

@@ -221,8 +221,10 @@ return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
 // KEYS: index, generation, origins, pending reclaims, fence. ARGV: channel, group, '1' when clear() evicts
 // (the group was unregistered: its epoch becomes even). O(1): the new epoch makes every key of the
 // group unreachable (a fence of the old one is moot); the index moves to a reclaim set named after the
-// new generation, queued for RECLAIM. Returns {how many keys the index held (expired ones included, those
-// a tag eviction took not), how many it queued}.
+// new generation, queued for RECLAIM. A group of no more keys than a reclaim batch is removed at once
+// instead (as short, and nothing is left to do: many small groups, as clear() meets, cost half the
+// work). Returns {how many keys the index held (expired ones included, those a tag eviction took not),
+// 1 when the group has reclaim sets queued}.
 export const EVICT_GROUP = GEN + `
 local g, e = gen(KEYS[2])
 local next = e + 2
@@ -232,17 +234,20 @@ local size = redis.call('SCARD', KEYS[1])
 local n = size
 -- keys a tag eviction of this epoch took, not reclaimed yet, are still indexed: not counted twice
 local taken = ARGV[2] .. 'r:' .. e .. '.'
-for _, set in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+local pending = redis.call('LRANGE', KEYS[4], 0, -1)
+for _, set in ipairs(pending) do
   if string.sub(set, 1, #taken) == taken then n = n - redis.call('SCARD', set) end
 end
-if size > 0 then
+if size > 50 then
   local reclaim = ARGV[2] .. 'r:' .. next
   redis.call('RENAME', KEYS[1], reclaim)
   redis.call('RPUSH', KEYS[4], reclaim)
+elseif size > 0 then
+  redis.call('UNLINK', KEYS[1], unpack(redis.call('SMEMBERS', KEYS[1])))
 end
 redis.call('UNLINK', KEYS[3], KEYS[5])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-return {math.max(n, 0), size}
+return {math.max(n, 0), (size > 50 or #pending > 0) and 1 or 0}
 `
 
 // KEYS: tag set, generation, pending reclaims, fence. ARGV: channel, group, tag. O(1): fences the
