@@ -62,4 +62,11 @@ t.test('a URL entry of a fence hides the values of that URL written before the e
   t.equal(current(stamped('3.4', bytes, ['hot']), '3.7', one, key('http://x', '/b'), base), null, 'a tag entry after it')
   t.same(current(stamped('3.4', bytes), '3.7', fence(url('1.5', '', '/a')), key('http://h', '/a'), base), bytes, 'an entry of another epoch')
   t.same(current(stamped('3.4', bytes), '3.7', fence(';3.5~x~2~/a;3.6~0~2'), key('http://h', '/a'), base), bytes, 'entries it cannot read')
+  t.equal(current(stamped('3.4', bytes), '3.7', fence(';3.5~x~2~/a;3.6,t;3.6~0~2~/a'), key('http://h', '/a'), base), null, 'and the entries after them')
+  // Redis holds what it was sent as UTF-8, and the lengths count bytes
+  const accented = '/caf\u00e9/\u2603?q=\u00fc'
+  const utf8 = Buffer.concat([Buffer.from(`;3.5~0~${Buffer.byteLength(accented)}~`), Buffer.from(accented), Buffer.from(';3.6,t')])
+  t.equal(current(stamped('3.4', bytes), '3.7', utf8, key('http://h', accented), base), null, 'a URL beyond ASCII')
+  t.equal(current(stamped('3.4', bytes, ['t']), '3.7', utf8, key('http://h', '/b'), base), null, 'and the entry after it')
+  t.same(current(stamped('3.4', bytes), '3.7', utf8, key('http://h', '/caf\u00e9/'), base), bytes)
 })

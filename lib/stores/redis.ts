@@ -227,7 +227,8 @@ export class RedisStore implements Store {
 
   /**
    * O(1) in Redis: the group's new epoch makes its keys unreachable at once; they are reclaimed behind
-   * it (a group of up to one reclaim batch, 50 keys, is removed at once). Resolves to how many keys the group indexed (expired ones not yet dropped included).
+   * it (a group of up to one reclaim batch is removed at once). Resolves to how many keys the group
+   * indexed (expired ones not yet dropped included).
    */
   async evictGroup (group: string): Promise<number> {
     return await this.evict(group, false)

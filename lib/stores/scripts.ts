@@ -23,6 +23,10 @@
 // `<entry prefix><origin><R>`, the origin O or `O;…` (any origin when O is ''), is unreachable. A
 // reclaim drops its entry when done; the fence lives as long as the keys it fenced.
 
+// How many keys (or origins) a reclaim script takes at a time: it stops between two batches once past its
+// budget. A group of no more keys than this is removed by its eviction itself.
+const BATCH = 50
+
 /** Lua helpers: generation parsing and comparison. */
 const GEN = `
 local function parse (g)
@@ -118,7 +122,7 @@ const SWEEP = `
 local function sweep (origins, index, prefix, rest, origin, cursor, te, tn, deadline, channel)
   local removed, seen = 0, 0
   repeat
-    local page = redis.call('SSCAN', origins, cursor, 'COUNT', 50)
+    local page = redis.call('SSCAN', origins, cursor, 'COUNT', ${BATCH})
     cursor = page[1]
     seen = seen + #page[2]
     for _, o in ipairs(page[2]) do
@@ -238,7 +242,7 @@ local pending = redis.call('LRANGE', KEYS[4], 0, -1)
 for _, set in ipairs(pending) do
   if string.sub(set, 1, #taken) == taken then n = n - redis.call('SCARD', set) end
 end
-if size > 50 then
+if size > ${BATCH} then
   local reclaim = ARGV[2] .. 'r:' .. next
   redis.call('RENAME', KEYS[1], reclaim)
   redis.call('RPUSH', KEYS[4], reclaim)
@@ -247,7 +251,7 @@ elseif size > 0 then
 end
 redis.call('UNLINK', KEYS[3], KEYS[5])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-return {math.max(n, 0), (size > 50 or #pending > 0) and 1 or 0}
+return {math.max(n, 0), (size > ${BATCH} or #pending > 0) and 1 or 0}
 `
 
 // KEYS: tag set, generation, pending reclaims, fence. ARGV: channel, group, tag. O(1): fences the
@@ -275,14 +279,14 @@ local deadline = now() + tonumber(ARGV[2])
 local removed = 0
 local done = false
 while true do
-  local batch = redis.call('SPOP', KEYS[1], 50)
+  local batch = redis.call('SPOP', KEYS[1], ${BATCH})
   for _, key in ipairs(batch) do
     if older(key, te, tn) then
       removed = removed + redis.call('UNLINK', key)
       redis.call('SREM', KEYS[2], key)
     end
   end
-  if #batch < 50 then done = true break end
+  if #batch < ${BATCH} then done = true break end
   if now() >= deadline then break end
 end
 if done then
@@ -301,11 +305,11 @@ return redis.call('UNLINK', KEYS[1])
 `
 
 // KEYS: origins, index, generation, pending reclaims, fence. ARGV: channel, group, entry prefix, rest of
-// the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes one URL's
-// entries under the origins recorded for the group (see SWEEP) until done or the budget is spent; the
-// origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job `<group>u:<generation>`
-// (its cursor, origin and rest) queued with the group's reclaim sets. Returns {how many existed, how many
-// origins were fenced without being looked at}.
+// the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes
+// one URL's entries under the origins recorded for the group (see SWEEP) until done or the budget is
+// spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
+// `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets. Returns
+// {how many existed, how many origins were fenced without being looked at}.
 export const DELETE_URL = GEN + OLDER + SWEEP + FENCE + `
 local next = bump(KEYS[3])
 local te, tn = parse(next)

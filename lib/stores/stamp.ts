@@ -68,10 +68,12 @@ function fenced (fence: string, epoch: string, written: number, carried: string,
       const b = a === -1 ? -1 : fence.indexOf('~', a + 1)
       const lo = fence.slice(j + 1, a)
       const lr = fence.slice(a + 1, b)
-      if (b === -1 || !COUNT.test(lo) || !COUNT.test(lr)) return false // the rest cannot be read
-      const o = b + 1 + Number(lo)
-      next = o + Number(lr)
-      hit = urlMatches(key, prefix, fence.slice(b + 1, o), fence.slice(o, next))
+      // not an entry this store wrote: what follows is read from the next ';' (fencing more is safe)
+      if (b !== -1 && COUNT.test(lo) && COUNT.test(lr)) {
+        const o = b + 1 + Number(lo)
+        next = o + Number(lr)
+        hit = urlMatches(key, prefix, text(fence.slice(b + 1, o)), text(fence.slice(o, next)))
+      }
     }
     if (hit) {
       const dot = fence.indexOf('.', i)
@@ -81,6 +83,11 @@ function fenced (fence: string, epoch: string, written: number, carried: string,
   }
   return false
 }
+
+const BEYOND_ASCII = /[\u0080-\u00ff]/
+
+/** Text of the fence (bytes read as latin1: its lengths count bytes) as the JavaScript string Redis got as UTF-8. */
+const text = (bytes: string): string => BEYOND_ASCII.test(bytes) ? Buffer.from(bytes, 'latin1').toString('utf8') : bytes
 
 /**
  * Whether `key` is `<prefix><an origin><rest>` with that origin `origin` or `origin;…` ('': any). An origin
