@@ -7,7 +7,9 @@
 //     …i                                              index of the group's keys
 //     …g                                              eviction generation of the group
 //     …t:<tag>                                        the group's keys carrying a tag
+//     …f                                              the group's fence: partial evictions not reclaimed yet
 //     …r:<generation>, …R                             keys an eviction left to reclaim, and the list of those sets
+//     …u:<generation>                                 an evict(url) whose origins are left to sweep (listed in …R)
 //   <prefix>:groups                                   bases that hold keys (for clear())
 //   <prefix>:reclaim                                  bases with keys left to reclaim
 //   <prefix>:tag:{<tag>}                              bases that hold keys carrying a tag (for evictTag())

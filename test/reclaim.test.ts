@@ -266,6 +266,22 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   t.equal(await r.scard(`${prefix}:{many}:i`), 200 + hosts.length, 'the index holds what is left')
 })
 
+t.test('an evict(url) over up to 128 origins is done at once, whatever its budget: nothing fenced, an exact count', async (t) => {
+  const { app, prefix } = await make(t, { maxOrigins: 1000 })
+  app.get('/u', { config: { cache: { group: 'few' } } }, async () => 'x')
+  const hosts = Array.from({ length: 128 }, (_, i) => `h${i}.test`)
+  await fillHosts(app, prefix, 'few', ['/u'], hosts.slice(1))
+  t.same(await evictUrlAndDie(prefix, 'few', '/u'), [127, 0], 'every entry removed, none fenced')
+  t.same(await keys(`${prefix}:{few}:e:*`), [])
+  t.equal(await r.exists(`${prefix}:{few}:f`, `${prefix}:{few}:R`), 0)
+  t.same(await evictUrlAndDie(prefix, 'few', '/u'), [0, 0], 'nothing left: nothing counted')
+  await app.inject({ url: '/u', headers: { host: hosts[0] } })
+  await app.inject({ url: '/u', headers: { host: 'h128.test' } })
+  await until('stored', async () => (await keys(`${prefix}:{few}:e:*`)).length === 2)
+  const [n, fenced] = await evictUrlAndDie(prefix, 'few', '/u')
+  t.ok(fenced > 0 && n < 2, `129 origins: past the first page, fenced (${n} removed, ${fenced} fenced)`)
+})
+
 t.test('an evict(url) of one origin fences that origin and the forwarding variants of it only', async (t) => {
   const { app, prefix } = await make(t, { maxOrigins: 1000, admin: { insecure: true } })
   app.get('/u', { config: { cache: { group: 'one' } } }, async () => 'x')

@@ -306,14 +306,16 @@ return redis.call('UNLINK', KEYS[1])
 
 // KEYS: origins, index, generation, pending reclaims, fence. ARGV: channel, group, entry prefix, rest of
 // the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes
-// one URL's entries under the origins recorded for the group (see SWEEP) until done or the budget is
-// spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
+// one URL's entries under the origins recorded for the group (see SWEEP) until done or, past 128 origins,
+// the budget is spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
 // `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets. Returns
 // {how many existed, how many origins were fenced without being looked at}.
 export const DELETE_URL = GEN + OLDER + SWEEP + FENCE + `
 local next = bump(KEYS[3])
 local te, tn = parse(next)
-local cursor, n, seen = sweep(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], '0', te, tn, now() + tonumber(ARGV[6]), ARGV[1])
+-- up to 128 origins (the default maxOrigins is 100) all at once, whatever the budget: the count is exact
+local deadline = redis.call('SCARD', KEYS[1]) <= 128 and math.huge or now() + tonumber(ARGV[6])
+local cursor, n, seen = sweep(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], '0', te, tn, deadline, ARGV[1])
 if cursor == '0' then return {n, 0} end
 fence(KEYS[5], ';' .. next .. '~' .. #ARGV[5] .. '~' .. #ARGV[4] .. '~' .. ARGV[5] .. ARGV[4], KEYS[2])
 local job = ARGV[2] .. 'u:' .. next
