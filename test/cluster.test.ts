@@ -188,7 +188,7 @@ t.test('evict(url) under more origins than one script gets through: unreachable 
   let calls = 0
   app.get('/u', { config: { cache: { group } } }, async () => ({ calls: ++calls }))
   app.get('/w', { config: { cache: { group } } }, async () => ({ calls: ++calls }))
-  const hosts = Array.from({ length: 600 }, (_, i) => `h${i}.test`)
+  const hosts = Array.from({ length: 200 }, (_, i) => `h${i}.test`)
   for (const host of hosts) for (const url of ['/u', '/w']) await app.inject({ url, headers: { host } })
   await until('stored', async () => (await keysByMaster(`${prefix}:{${group}}:e:*`)).get(owner)?.length === 2 * hosts.length)
   t.equal(await app.cache.evict('/u'), true)

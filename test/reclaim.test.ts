@@ -196,7 +196,7 @@ t.test('evict(url) under more origins than one script gets through: unreachable 
   let calls = 0
   app.get('/u', { config: { cache: { group: 'hosts' } } }, async () => ({ calls: ++calls }))
   app.get('/w', { config: { cache: { group: 'hosts' } } }, async () => ({ calls: ++calls }))
-  const hosts = Array.from({ length: 450 }, (_, i) => `h${i}.test`)
+  const hosts = Array.from({ length: 200 }, (_, i) => `h${i}.test`)
   await fillHosts(app, prefix, 'hosts', ['/u', '/w'], hosts)
   t.equal(await r.scard(`${prefix}:{hosts}:o`), hosts.length)
   calls = 0
@@ -221,7 +221,8 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   let calls = 0
   app.get('/u', { config: { cache: { group: 'many' } } }, async () => ({ calls: ++calls }))
   app.get('/a/u', { config: { cache: { group: 'many' } } }, async () => ({ calls: ++calls }))
-  const hosts = Array.from({ length: 400 }, (_, i) => `h${i}.test`)
+  const hosts = Array.from({ length: 200 }, (_, i) => `h${i}.test`)
+  const half = hosts.length / 2
   await fillHosts(app, prefix, 'many', ['/u', '/a/u'], hosts)
   const [n, fenced] = await evictUrlAndDie(prefix, 'many', '/u')
   t.ok(n > 0 && n < hosts.length, `one page removed at once (${n})`)
@@ -231,23 +232,23 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   t.match(await r.get(`${prefix}:{many}:f`), /^;\d+\.\d+~0~2~\/u$/, 'the fence names the URL')
 
   // half the origins: still there in Redis, not answered (by a lookup nor by the admin API)
-  const old = hosts.slice(200)
+  const old = hosts.slice(half)
   for (const host of old) {
     if ((await app.inject(`/_cache/entry?url=${encodeURIComponent(`http://${host}/u`)}`)).statusCode !== 404) t.fail(`/u found under ${host}`)
   }
   // the other half: a MISS, stored again
   calls = 0
-  for (const host of hosts.slice(0, 200)) {
+  for (const host of hosts.slice(0, half)) {
     if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'MISS') t.fail(`/u served under ${host}`)
   }
-  t.equal(calls, 200, 'every one of them ran the handler')
+  t.equal(calls, half, 'every one of them ran the handler')
   for (const host of hosts) {
     if ((await app.inject({ url: '/a/u', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/a/u not served under ${host}`)
   }
-  t.equal(calls, 200, 'a URL that only ends like it is not fenced')
+  t.equal(calls, half, 'a URL that only ends like it is not fenced')
   const gen = await r.get(`${prefix}:{many}:g`)
   await until('written again', async () => {
-    const values = await r.mget(hosts.slice(0, 200).map((h) => entry(h)))
+    const values = await r.mget(hosts.slice(0, half).map((h) => entry(h)))
     return values.every((v) => v?.startsWith(`g${gen ?? ''} `))
   })
 
@@ -255,15 +256,15 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   await make(t, { prefix, maxOrigins: 1000 }) // another instance starts and resumes the sweep
   await until('swept', async () => (await r.exists(`${prefix}:{many}:R`, `${prefix}:{many}:f`)) === 0)
   t.same(await keys(`${prefix}:{many}:u:*`), [], 'no job left')
-  t.same((await keys(`${prefix}:{many}:e:*`)).filter((k) => k.endsWith('.test/u')).sort(), hosts.slice(0, 200).map((h) => entry(h)).sort(),
+  t.same((await keys(`${prefix}:{many}:e:*`)).filter((k) => k.endsWith('.test/u')).sort(), hosts.slice(0, half).map((h) => entry(h)).sort(),
     'the fenced keys are gone, the ones written since stay')
   t.equal((await keys(`${prefix}:{many}:e:*/a/u`)).length, hosts.length, 'and the other URL\'s')
   calls = 0
-  for (const host of hosts.slice(0, 200)) {
+  for (const host of hosts.slice(0, half)) {
     if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/u not served under ${host}`)
   }
   t.equal(calls, 0)
-  t.equal(await r.scard(`${prefix}:{many}:i`), 200 + hosts.length, 'the index holds what is left')
+  t.equal(await r.scard(`${prefix}:{many}:i`), half + hosts.length, 'the index holds what is left')
 })
 
 t.test('an evict(url) over up to 128 origins is done at once, whatever its budget: nothing fenced, an exact count', async (t) => {
@@ -279,13 +280,14 @@ t.test('an evict(url) over up to 128 origins is done at once, whatever its budge
   await app.inject({ url: '/u', headers: { host: 'h128.test' } })
   await until('stored', async () => (await keys(`${prefix}:{few}:e:*`)).length === 2)
   const [n, fenced] = await evictUrlAndDie(prefix, 'few', '/u')
-  t.ok(fenced > 0 && n < 2, `129 origins: past the first page, fenced (${n} removed, ${fenced} fenced)`)
+  t.ok(fenced > 0 && n <= 2, `129 origins: past the first page, fenced (${n} removed, ${fenced} fenced)`)
+  t.equal((await app.inject({ url: '/u', headers: { host: 'h128.test' } })).headers['x-cache'], 'MISS', 'removed or fenced')
 })
 
 t.test('an evict(url) of one origin fences that origin and the forwarding variants of it only', async (t) => {
   const { app, prefix } = await make(t, { maxOrigins: 1000, admin: { insecure: true } })
   app.get('/u', { config: { cache: { group: 'one' } } }, async () => 'x')
-  const hosts = Array.from({ length: 300 }, (_, i) => `h${i}.test`)
+  const hosts = Array.from({ length: 150 }, (_, i) => `h${i}.test`)
   await fillHosts(app, prefix, 'one', ['/u'], hosts)
   await app.inject({ url: '/u', headers: { host: 'h1.test', 'x-forwarded-host': 'elsewhere' } })
   await until('stored', async () => (await keys(`${prefix}:{one}:e:*`)).length === hosts.length + 1)
