@@ -21,6 +21,7 @@
 //   EVICT_TAG_ENTRIES  tagged entries for evictTag (100000; 0 = skip)   STORAGE_ENTRIES  entries for the storage figure (1000)
 //   EVICT_URL_ORIGINS  origins of the URL evict(url) evicts (10000,100000; 0 = skip)
 //   EVICT_CLEAR_GROUPS groups clear() evicts (10000,100000; 0 = skip)
+//   EVICT_IDLE_MS   how long the other client measures the idle Redis before each eviction (3000)
 //   BENCH_MAX_FOREIGN  % of a CPU other processes may use before a timed eviction (15)
 //   BENCH_QUIET_WAIT   seconds to wait at most for that before each timed eviction (30)
 //   BENCH_RESULTS   results file (test/bench/results.json)
@@ -183,7 +184,9 @@ function startPinger (url) {
 
 function summarize (times) {
   const sorted = [...times].sort((a, b) => a - b)
-  return { pings: sorted.length, worst: sorted[sorted.length - 1] ?? 0, p99: percentileOfSorted(sorted, 99), median: percentileOfSorted(sorted, 50) }
+  // the round trips over the 5 ms target: on a VM an idle Redis has some too (see the idle window)
+  const first = sorted.findIndex((t) => t > 5)
+  return { pings: sorted.length, worst: sorted[sorted.length - 1] ?? 0, p99: percentileOfSorted(sorted, 99), p999: percentileOfSorted(sorted, 99.9), median: percentileOfSorted(sorted, 50), over5: first === -1 ? 0 : sorted.length - first }
 }
 
 async function reclaimDone (redis, group) {
@@ -195,6 +198,11 @@ async function everyReclaimDone (redis) {
   await new Promise((resolve) => setTimeout(resolve, 50))
   while (await redis.scard('http-cache:reclaim') > 0) await new Promise((resolve) => setTimeout(resolve, 5))
 }
+
+/** The share of scripts that ran past 2 ms. */
+const share = (scripts) => `${(100 * scripts.over2ms / Math.max(1, scripts.calls)).toFixed(2)}%`
+/** PINGs over 5 ms per second of a window `ms` long. */
+const rate = (pings, ms) => (pings.over5 / (ms / 1000)).toFixed(2)
 
 const LABEL = { group: 'evictGroup', tag: 'evictTag', url: 'evict(url)', clear: 'clear()' }
 const UNIT = { group: 'entries', tag: 'entries', url: 'origins', clear: 'groups' }
@@ -240,13 +248,14 @@ async function prepare (app, redis, n, kind) {
   }
 }
 
-async function measureGroup (app, redis, pinger, n, quiet, kind) {
+async function measureGroup (app, redis, pinger, n, quiet, kind, idleMs) {
   const run = await prepare(app, redis, n, kind)
   const memBefore = await usedMemory(redis)
   const foreign = await waitQuiet(quiet)
   pinger.start()
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  await new Promise((resolve) => setTimeout(resolve, idleMs))
   const idle = await pinger.stop()
+  const control = await controlScripts(redis, idleMs)
   await redis.config('RESETSTAT')
   await redis.slowlog('RESET')
   pinger.start()
@@ -261,12 +270,31 @@ async function measureGroup (app, redis, pinger, n, quiet, kind) {
   if (typeof run.expected === 'function' ? !run.expected(evicted) : evicted !== run.expected) throw new Error(`${WHO}: ${LABEL[kind]} answered ${evicted} (${int(n)} ${UNIT[kind]})`)
   if (await run.left() !== 0) throw new Error(`${WHO}: keys ${LABEL[kind]} evicted are still in Redis after the reclaim`)
   const memAfter = await usedMemory(redis)
-  const row = { kind, entries: n, callMs, reclaimMs: totalMs, keysPerSecond: n / (totalMs / 1000), idle, during, scripts, memFreedMB: (memBefore - memAfter) / 1e6, othersCpu: foreign }
+  const row = { kind, entries: n, callMs, reclaimMs: totalMs, keysPerSecond: n / (totalMs / 1000), idle, during, scripts, control, memFreedMB: (memBefore - memAfter) / 1e6, othersCpu: foreign }
   log(`  ${LABEL[kind]} of ${int(n)} ${UNIT[kind]}: call ${callMs.toFixed(2)} ms, all reclaimed after ${totalMs.toFixed(0)} ms (${int(row.keysPerSecond)} keys/s, ${row.memFreedMB.toFixed(0)} MB freed); ` +
     `other client's PING worst ${during.worst.toFixed(2)} ms, p99 ${during.p99.toFixed(2)} ms (idle Redis just before: ${idle.worst.toFixed(2)} / ${idle.p99.toFixed(2)}); ` +
-    `longest script ${scripts.maxUsec === undefined ? '?' : (scripts.maxUsec / 1000).toFixed(2) + ' ms'} (${scripts.slowest}) of ${scripts.calls}, ${(scripts.meanUsec / 1000).toFixed(2)} ms on average` +
+    `PINGs over 5 ms: ${during.over5} of ${int(during.pings)} (${rate(during, totalMs)}/s; idle: ${idle.over5} of ${int(idle.pings)}, ${rate(idle, idleMs)}/s); ` +
+    `longest script ${scripts.maxUsec === undefined ? '?' : (scripts.maxUsec / 1000).toFixed(2) + ' ms'} (${scripts.slowest}) of ${scripts.calls}, ${(scripts.meanUsec / 1000).toFixed(2)} ms on average, ` +
+    `${scripts.over2ms} over 2 ms (${share(scripts)}; a ${SPIN_USEC / 1000} ms control script run back to back just before: ${control.over2ms} of ${control.calls}, ${share(control)})` +
     `${foreign > quiet.max ? ` — other processes used ${Math.round(foreign * 100)}% of a CPU just before` : ''}`)
   return row
+}
+
+// The control: a script that holds Redis for as long as a reclaim batch's budget allows (0.5 ms, then
+// the batch in progress), doing nothing. Whatever makes it run past 2 ms is the machine, not the script.
+const SPIN = `local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + tonumber(ARGV[1])
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+return 1`
+const SPIN_USEC = 750
+
+/** Runs the control script back to back for `ms`, and says how long each took (the SLOWLOG). */
+async function controlScripts (redis, ms) {
+  await redis.config('RESETSTAT')
+  await redis.slowlog('RESET')
+  const end = Date.now() + ms
+  while (Date.now() < end) await redis.eval(SPIN, 0, SPIN_USEC)
+  return await scriptStats(redis)
 }
 
 /** Script calls since the last CONFIG RESETSTAT, and the slowest one in the SLOWLOG (threshold 0). */
@@ -277,14 +305,20 @@ async function scriptStats (redis) {
   for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval|fcall):calls=(\d+),usec=(\d+)/gm)) { calls += Number(m[1]); usec += Number(m[2]) }
   let maxUsec
   let slowest
+  const each = []
   for (const entry of await redis.slowlog('GET', 1_000_000)) {
     const cmd = String(entry[3]?.[0] ?? '').toLowerCase()
-    if ((cmd === 'evalsha' || cmd === 'eval') && Number(entry[2]) > (maxUsec ?? -1)) {
+    if (cmd !== 'evalsha' && cmd !== 'eval') continue
+    each.push(Number(entry[2]))
+    if (Number(entry[2]) > (maxUsec ?? -1)) {
       maxUsec = Number(entry[2])
       slowest = entry[3].slice(2, 4).map(String).join(' ')
     }
   }
-  return { calls, usec, meanUsec: calls === 0 ? 0 : usec / calls, maxUsec, slowest }
+  each.sort((a, b) => a - b)
+  // a stall of the VM lands in whichever script runs then: how many went past 2 ms says more than the longest
+  const over2ms = each.filter((u) => u > 2000).length
+  return { calls, usec, meanUsec: calls === 0 ? 0 : usec / calls, maxUsec, slowest, p999Usec: each.length === 0 ? undefined : percentileOfSorted(each, 99.9), over2ms }
 }
 
 // Headers a stored entry does not keep (recomputed, per message, or the plugin's own on every answer).
@@ -405,6 +439,7 @@ async function main () {
   const urlOrigins = listEnv('EVICT_URL_ORIGINS', [10_000, 100_000]).filter((n) => n > 1)
   const clearGroups = listEnv('EVICT_CLEAR_GROUPS', [10_000, 100_000]).filter((n) => n > 1)
   const storageEntries = intEnv('STORAGE_ENTRIES', 1000)
+  const idleMs = intEnv('EVICT_IDLE_MS', 3000)
   const quiet = { max: intEnv('BENCH_MAX_FOREIGN', 15, 0) / 100, maxWait: intEnv('BENCH_QUIET_WAIT', 30, 0) * 1000, pids: () => [redisServer.child.pid] }
   const mach = machine()
   const httpCache = loadPlugin(WHO)
@@ -429,10 +464,10 @@ async function main () {
     const how = await loadOthers(redis, others)
     log(`${int(others)} other keys loaded with ${how} in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     const rows = []
-    for (const n of sizes) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'group'))
-    if (tagEntries > 0) rows.push(await measureGroup(app, redis, pinger, tagEntries, quiet, 'tag'))
-    for (const n of urlOrigins) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'url'))
-    for (const n of clearGroups) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'clear'))
+    for (const n of sizes) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'group', idleMs))
+    if (tagEntries > 0) rows.push(await measureGroup(app, redis, pinger, tagEntries, quiet, 'tag', idleMs))
+    for (const n of urlOrigins) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'url', idleMs))
+    for (const n of clearGroups) rows.push(await measureGroup(app, redis, pinger, n, quiet, 'clear', idleMs))
     log(`storage: ${int(storageEntries)} entries of the ${SIZE}-byte route through HTTP`)
     const storage = await measureStorage(app, redis, storageEntries)
 
@@ -458,13 +493,14 @@ async function main () {
         name: 'each script of an eviction and its reclaim holds Redis <= 2 ms',
         value: longest,
         met: longest <= 2,
-        text: `longest ${longest.toFixed(2)} ms (SLOWLOG)`
+        text: `longest ${longest.toFixed(2)} ms (SLOWLOG); ${rows.map((r) => `${LABEL[r.kind]} of ${int(r.entries)}: ${share(r.scripts)} over 2 ms (control ${share(r.control)})`).join(', ')}`
       },
       {
         name: `another client's PING during any eviction and its reclaim <= 5 ms (${int(largest.entries)}-entry group included)`,
         value: worst,
         met: worst <= 5,
-        text: `worst ${worst.toFixed(2)} ms; p99 ${Math.max(...rows.map((r) => r.during.p99)).toFixed(2)} ms; the same client's worst on the idle Redis just before: ${Math.max(...rows.map((r) => r.idle.worst)).toFixed(2)} ms`
+        text: `worst ${worst.toFixed(2)} ms; p99 ${Math.max(...rows.map((r) => r.during.p99)).toFixed(2)} ms; the same client's worst on the idle Redis just before: ${Math.max(...rows.map((r) => r.idle.worst)).toFixed(2)} ms; ` +
+          `PINGs over 5 ms per second, during / idle: ${rows.map((r) => `${rate(r.during, r.reclaimMs)} / ${rate(r.idle, idleMs)}`).join(', ')}`
       },
       {
         name: 'Redis value per entry <= body + headers + 64 bytes',
@@ -479,11 +515,11 @@ async function main () {
     mergeResults(result)
 
     console.log(`\nfastify-http-cache evictions and storage, ${describeMachine(mach)}; ${int(others)} other keys in Redis\n`)
-    console.log('| eviction | entries | call ms | all reclaimed after, ms | keys/s reclaimed | scripts | longest script ms | other client PING worst / p99 ms | same, idle Redis just before |')
-    console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|')
+    console.log('| eviction | entries | call ms | all reclaimed after, ms | keys/s reclaimed | scripts | longest script ms | scripts over 2 ms (control) | other client PING worst / p99 ms | same, idle Redis just before | PINGs over 5 ms per s (idle) |')
+    console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|')
     for (const r of rows) {
       console.log(`| ${LABEL[r.kind]} | ${int(r.entries)}${r.kind === 'url' || r.kind === 'clear' ? ' ' + UNIT[r.kind] : ''} | ${r.callMs.toFixed(2)} | ${r.reclaimMs.toFixed(0)} | ${int(r.keysPerSecond)} | ${r.scripts.calls} | ` +
-        `${r.scripts.maxUsec === undefined ? '?' : (r.scripts.maxUsec / 1000).toFixed(2)} | ${r.during.worst.toFixed(2)} / ${r.during.p99.toFixed(2)} | ${r.idle.worst.toFixed(2)} / ${r.idle.p99.toFixed(2)} |`)
+        `${r.scripts.maxUsec === undefined ? '?' : (r.scripts.maxUsec / 1000).toFixed(2)} | ${share(r.scripts)} (${share(r.control)}) | ${r.during.worst.toFixed(2)} / ${r.during.p99.toFixed(2)} | ${r.idle.worst.toFixed(2)} / ${r.idle.p99.toFixed(2)} | ${rate(r.during, r.reclaimMs)} (${rate(r.idle, idleMs)}) |`)
     }
     console.log(`\nstorage per entry (${int(storage.entries)} entries of GET /item/:id, ${SIZE}-byte body):`)
     console.log(`  headers kept: ${Object.entries(storage.headers).map(([k, v]) => `${k}: ${v}`).join('; ')} = ${storage.headerBytes} bytes (name + value)`)
