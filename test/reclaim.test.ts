@@ -267,6 +267,36 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   t.equal(await r.scard(`${prefix}:{many}:i`), half + hosts.length, 'the index holds what is left')
 })
 
+t.test('evict(url) again while the last one of that URL is still sweeping: one fence entry and one job for it, the URL still unreachable', async (t) => {
+  const { app, prefix } = await make(t, { maxOrigins: 1000, admin: { insecure: true } })
+  app.get('/u', { config: { cache: { group: 'burst' } } }, async () => 'x')
+  app.get('/a/u', { config: { cache: { group: 'burst' } } }, async () => 'y')
+  const hosts = Array.from({ length: 150 }, (_, i) => `h${i}.test`)
+  await fillHosts(app, prefix, 'burst', ['/u', '/a/u'], hosts)
+  const base = `${prefix}:{burst}:`
+  const evictions = [
+    await evictUrlAndDie(prefix, 'burst', '/u'),
+    await evictUrlAndDie(prefix, 'burst', '/u'),
+    await evictUrlAndDie(prefix, 'burst', '/a/u'),
+    await evictUrlAndDie(prefix, 'burst', '/u', 'http://h1.test')
+  ]
+  t.ok(evictions.every(([, fenced]) => fenced > 0), 'each fenced past its first page')
+  const [e, n] = (await r.get(base + 'g') ?? '').split('.').map(Number)
+  const gens = [n - 2, n - 1, n].map((i) => `${e}.${i}`)
+  t.equal(await r.get(base + 'f'), `;${gens[0]}~0~2~/u;${gens[1]}~0~4~/a/u;${gens[2]}~14~2~http://h1.test/u`,
+    'the second /u entry replaced the first; another URL, or the same URL under one origin, has its own')
+  t.same(await r.lrange(base + 'R', 0, -1), gens.map((g) => `${base}u:${g}`), 'one job each, in order')
+  t.same(await keys(`${base}u:*`), gens.map((g) => `${base}u:${g}`).sort(), 'the first job is gone')
+  for (const host of hosts) {
+    if ((await app.inject(`/_cache/entry?url=${encodeURIComponent(`http://${host}/u`)}`)).statusCode !== 404) t.fail(`/u found under ${host}`)
+  }
+  await r.sadd(`${prefix}:reclaim`, base)
+  await make(t, { prefix, maxOrigins: 1000 }) // another instance starts and resumes the sweeps
+  await until('swept', async () => (await r.exists(base + 'R', base + 'f')) === 0)
+  t.same(await keys(`${base}u:*`), [], 'no job left')
+  t.same(await keys(`${base}e:*`), [], 'both URLs swept under every origin')
+})
+
 t.test('an evict(url) over up to 128 origins is done at once, whatever its budget: nothing fenced, an exact count', async (t) => {
   const { app, prefix } = await make(t, { maxOrigins: 1000 })
   app.get('/u', { config: { cache: { group: 'few' } } }, async () => 'x')

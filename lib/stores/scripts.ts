@@ -71,10 +71,11 @@ local function now ()
 end
 `
 
-// Drops the fence entry of the eviction that left generation `gen` (see FENCE), keeping the fence's ttl.
-// Entries are walked, not searched: a URL entry's text may contain anything.
+// Drops the fence entries for which `drop(generation, body)` answers true (body: ',tag' or '~lo~lr~OR'),
+// keeping the fence's ttl; `unfence` drops the entry of the eviction that left generation `gen` (see
+// FENCE). Entries are walked, not searched: a URL entry's text may contain anything.
 const UNFENCE = `
-local function unfence (key, gen)
+local function refence (key, drop)
   local fence = redis.call('GET', key)
   if not fence then return end
   local rest = ''
@@ -93,7 +94,7 @@ local function unfence (key, gen)
     else
       stop = (string.find(fence, ';', j, true) or #fence + 1) - 1
     end
-    if string.sub(fence, i + 1, j - 1) ~= gen then rest = rest .. string.sub(fence, i, stop) end
+    if not drop(string.sub(fence, i + 1, j - 1), string.sub(fence, j, stop)) then rest = rest .. string.sub(fence, i, stop) end
     i = string.find(fence, ';', stop + 1, true)
   end
   if rest == fence then return end
@@ -101,6 +102,9 @@ local function unfence (key, gen)
   if rest == '' then redis.call('DEL', key)
   elseif ttl > 0 then redis.call('SET', key, rest, 'PX', ttl)
   else redis.call('SET', key, rest) end
+end
+local function unfence (key, gen)
+  refence(key, function (g) return g == gen end)
 end
 `
 
@@ -311,16 +315,26 @@ return redis.call('UNLINK', KEYS[1])
 // the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes
 // one URL's entries under the origins recorded for the group (see SWEEP) until done or, past 128 origins,
 // the budget is spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
-// `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets. Returns
-// {how many existed, how many origins were fenced without being looked at}.
-export const DELETE_URL = GEN + OLDER + SWEEP + FENCE + `
+// `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets, in place of
+// the entry and job of an earlier eviction of the same URL and origin not done yet. Returns {how many
+// existed, how many origins were fenced without being looked at}.
+export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + FENCE + `
 local next = bump(KEYS[3])
 local te, tn = parse(next)
 -- up to 128 origins (the default maxOrigins is 100) all at once, whatever the budget: the count is exact
 local deadline = redis.call('SCARD', KEYS[1]) <= 128 and math.huge or now() + tonumber(ARGV[6])
 local cursor, n, seen = sweep(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], '0', te, tn, deadline, ARGV[1])
 if cursor == '0' then return {n, 0} end
-fence(KEYS[5], ';' .. next .. '~' .. #ARGV[5] .. '~' .. #ARGV[4] .. '~' .. ARGV[5] .. ARGV[4], KEYS[2])
+local body = '~' .. #ARGV[5] .. '~' .. #ARGV[4] .. '~' .. ARGV[5] .. ARGV[4]
+-- an earlier eviction of the same URL still sweeping: this one's entry and sweep cover all of its, so a
+-- burst of them leaves one entry that every lookup of the group reads, and one job
+refence(KEYS[5], function (g, b)
+  if b ~= body then return false end
+  redis.call('DEL', ARGV[2] .. 'u:' .. g)
+  redis.call('LREM', KEYS[4], 0, ARGV[2] .. 'u:' .. g)
+  return true
+end)
+fence(KEYS[5], ';' .. next .. body, KEYS[2])
 local job = ARGV[2] .. 'u:' .. next
 redis.call('HSET', job, 'c', cursor, 'o', ARGV[5], 'r', ARGV[4])
 redis.call('RPUSH', KEYS[4], job)
