@@ -84,7 +84,7 @@ t.test('keys written after an eviction survive its reclaim; the evicted ones are
   await until('unqueued', async () => (await r.exists(`${prefix}:reclaim`)) === 0)
 })
 
-t.test('a group of no more keys than a reclaim batch is removed by the eviction itself; a larger one is queued', async (t) => {
+t.test('a group of no more than 50 keys is removed by the eviction itself; a larger one is queued', async (t) => {
   const { app, prefix } = await make(t)
   await fillValues(app, 'small', 50)
   await fillValues(app, 'large', 51)

@@ -163,6 +163,7 @@ process.on('message', (m) => {
   if (m === 'stop') { on = false; process.send(times) }
   if (m === 'quit') { redis.disconnect(); process.exit(0) }
 })
+process.on('disconnect', () => process.exit(0)) // the bench went away
 function tick () {
   if (!on) return
   const t0 = process.hrtime.bigint()
