@@ -228,7 +228,7 @@ export class RedisStore implements Store {
 
   /**
    * O(1) in Redis: the group's new epoch makes its keys unreachable at once; they are reclaimed behind
-   * it (a group of up to one reclaim batch is removed at once). Resolves to how many keys the group
+   * it (a group of up to 50 keys, SMALL_GROUP, is removed at once). Resolves to how many keys the group
    * indexed (expired ones not yet dropped included).
    */
   async evictGroup (group: string): Promise<number> {
