@@ -10,7 +10,11 @@
 //     …f                                              the group's fence: partial evictions not reclaimed yet
 //     …r:<generation>, …R                             keys an eviction left to reclaim, and the list of those sets
 //     …u:<generation>                                 an evict(url) whose origins are left to sweep (listed in …R)
-//   <prefix>:groups                                   bases that hold keys (for clear())
+//     …x                                              set by a clear()'s walk that found the group holding nothing
+//   <start>clear[:{<slot tag>}]                       how many times clear() cleared a namespace start (on
+//                                                     Cluster one per slot, its tag hashing to that slot)
+//   <prefix>:groups                                   bases that hold keys (for clear()'s walk)
+//   <prefix>:clearing                                 clear() walks not done: namespace start -> token and cursor
 //   <prefix>:reclaim                                  bases with keys left to reclaim
 //   <prefix>:tag:{<tag>}                              bases that hold keys carrying a tag (for evictTag())
 // A space separates the parts of an entry key: no request target or canonical query contains one.
@@ -28,7 +32,25 @@ export function assertName (what: string, value: unknown): string {
 }
 
 export class KeyBuilder {
-  constructor (private readonly prefix: string) {}
+  private readonly top: readonly string[]
+
+  constructor (private readonly prefix: string) {
+    this.top = [`${prefix}:`]
+  }
+
+  /**
+   * The namespace starts a base is under, widest first: the prefix's, then each namespace level's
+   * (`p:a:b:{g}:` is under `p:`, `p:a:` and `p:a:b:`), as clear() takes them. The same array for every
+   * base outside a namespace.
+   */
+  startsOf (base: string): readonly string[] {
+    const from = this.prefix.length + 1
+    const brace = base.indexOf('{', from)
+    if (brace === from) return this.top
+    const out = [base.slice(0, from)]
+    for (let i = base.indexOf(':', from); i !== -1 && i < brace; i = base.indexOf(':', i + 1)) out.push(base.slice(0, i + 1))
+    return out
+  }
 
   /** The base of a group's keys, within a namespace when one is given. */
   base (group: string, namespace?: string): string {
@@ -56,6 +78,11 @@ export class KeyBuilder {
     return `${this.prefix}:groups`
   }
 
+  /** clear() walks of the groups registry not done yet (see lib/stores/redis.ts). */
+  clearing (): string {
+    return `${this.prefix}:clearing`
+  }
+
   /** Groups with evicted keys still to reclaim (see lib/stores/reclaim.ts). */
   reclaims (): string {
     return `${this.prefix}:reclaim`
@@ -77,6 +104,8 @@ export const generationOf = (base: string): string => base + 'g'
 export const tagSetOf = (base: string, tag: string): string => `${base}t:${tag}`
 export const originsOf = (base: string): string => base + 'o'
 export const entryPrefixOf = (base: string): string => base + 'e:GET:'
+/** How many times clear() cleared a namespace start (`tag`: a hash tag, one key per Cluster slot). */
+export const clearOf = (start: string, tag = ''): string => tag === '' ? start + 'clear' : `${start}clear:{${tag}}`
 
 /**
  * What follows the origin in an entry key. `asSent` (policy 'http'): the request target with RFC 3986

@@ -69,11 +69,15 @@ export class L1 {
   }
 }
 
-/** The invalidation message format of the stores' scripts: 'g<group>' or 'k<key>'. */
+/**
+ * The invalidation message format of the stores' scripts: 'g<group>', 'k<key>' or 'c<namespace start>'
+ * (a clear(): the tier drops everything, as the instance that cleared does).
+ */
 export function parseInvalidation (message: string): Invalidation | undefined {
   if (message.length < 2) return undefined
   if (message[0] === 'g') return { group: message.slice(1) }
   if (message[0] === 'k') return { key: message.slice(1) }
+  if (message[0] === 'c') return { all: true }
   return undefined
 }
 

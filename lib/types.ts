@@ -226,7 +226,10 @@ export interface HttpCacheApi {
    * concurrent calls with the same key run `fn` once.
    */
   wrap<A extends unknown[], R> (fn: (...args: A) => Promise<R>, options: WrapOptions<A>): (...args: A) => Promise<R>
-  /** Drops everything in this registration's namespace (never FLUSHDB); resolves to the number removed. */
+  /**
+   * Drops everything in this registration's namespace (never FLUSHDB). Resolves to the number of entries
+   * the memory store removed; on Redis to 0: it makes them unreachable in O(1) and reclaims them behind the call.
+   */
   clear (options?: { namespace?: string }): Promise<number>
   /** Which store serves this instance. */
   readonly storeName: 'memory' | 'redis'

@@ -50,7 +50,7 @@ function raceTests (t: Test, make: Make): void {
     await untilHit(app, '/v1')
     t.equal(await app.cache.clear({ namespace: 'v2' }), 0)
     t.equal((await app.inject('/v1')).headers['x-cache'], 'HIT')
-    t.equal(await app.cache.clear({ namespace: 'v1' }), 1)
+    await app.cache.clear({ namespace: 'v1' })
     t.equal((await app.inject('/v1')).headers['x-cache'], 'MISS')
   })
 }

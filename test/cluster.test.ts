@@ -290,7 +290,7 @@ t.test('clear() empties every group on every master, and only this prefix', asyn
   const before = await keysByMaster(`${prefix}:{*}:[ev]:*`)
   t.equal([...before.values()].filter((k) => k.length === 3).length, 3, 'three keys on each master')
 
-  t.equal(await app.cache.clear(), 9)
+  t.equal(await app.cache.clear(), 0, 'Redis counts nothing on the call')
   for (const g of groups) t.equal(await app.cache.has(`v-${g}`, { group: g }), false, 'unreachable at once')
   // reclaimed behind the clear, on each master
   await until('no entry or value left on any master', async () => [...(await keysByMaster(`${prefix}:{*}:[ev]:*`)).values()].every((keys) => keys.length === 0))
@@ -300,8 +300,9 @@ t.test('clear() empties every group on every master, and only this prefix', asyn
     t.equal(await state(other, `/${g}/1`), 'HIT', 'the other prefix is untouched')
   }
   t.equal([...(await keysByMaster(`${otherPrefix}:{*}:e:*`)).values()].flat().length, 3, 'the other prefix keeps its three entries')
-  t.equal(await app.cache.clear(), 3, 'the entries stored since')
-  t.equal(await app.cache.clear(), 0)
+  await app.cache.clear()
+  await until('the entries stored since reclaimed too', async () => [...(await keysByMaster(`${prefix}:{*}:e:*`)).values()].every((keys) => keys.length === 0))
+  for (const g of groups) t.equal(await state(app, `/${g}/1`), 'MISS', 'the entries stored since are cleared too')
 })
 
 t.test('wrap(): one run for concurrent calls, the value on its group\'s master, evicted by group and tag', async (t) => {
@@ -508,6 +509,6 @@ t.test('a group first stored while the groups registry\'s master is down is stil
   }, 5000, 50)
   await until('and is stored', async () => (await on(owner).keys(`${prefix}:{${group}}:e:*`)).length === 1)
   t.equal(await state(app, `/${group}/2`), 'HIT')
-  t.equal(await app.cache.clear(), 1)
+  await app.cache.clear()
   t.equal(await state(app, `/${group}/2`), 'MISS', 'clear() reached the group')
 })

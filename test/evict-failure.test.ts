@@ -34,6 +34,8 @@ interface Rig {
    * and URL evictions fail, lookups of the group's other keys still hit).
    */
   breakEvictions: (group: string, broken: boolean, how?: 'generation' | 'index') => Promise<void>
+  /** Makes every clear() fail (true) or work again (false): the prefix's clear count made a hash. */
+  breakClears: (broken: boolean) => Promise<void>
   logs: Array<{ level: number, msg: string }>
 }
 
@@ -89,6 +91,10 @@ async function rig (t: Test, options: HttpCacheOptions = {}, redis?: Redis): Pro
         const members = saved.get(index) ?? []
         if (members.length > 0) await admin.sadd(index, ...members)
       }
+    },
+    async breakClears (broken) {
+      if (broken) await admin.hset(`${prefix}:clear`, 'broken', '1')
+      else await admin.del(`${prefix}:clear`)
     },
     logs
   }
@@ -189,18 +195,17 @@ t.test('a failed evict(url) covers that URL only; a failed delete(key) that key 
   t.equal(await r.app.cache.get('k', { group: 'alpha' }), 'new')
 })
 
-t.test('clear() that failed half-way: replayed, it evicts the groups it had taken out of the registry too', async (t) => {
+t.test('clear() that failed: what it covers is not served meanwhile, and it is replayed', async (t) => {
   const r = await rig(t)
   await r.get('/alpha/1')
   await r.get('/beta/1')
-  await r.breakEvictions('alpha', true)
-  await r.breakEvictions('beta', true)
+  await r.breakClears(true)
   await t.rejects(r.app.cache.clear())
   r.version.alpha++
   r.version.beta++
   t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 })
-  await r.breakEvictions('alpha', false)
-  await r.breakEvictions('beta', false)
+  t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 }, 'nor stored')
+  await r.breakClears(false)
   t.same(await r.get('/alpha/1'), { cache: 'MISS', v: 2 })
   t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 })
   t.same(await r.get('/beta/1'), { cache: 'HIT', v: 2 })
@@ -211,13 +216,16 @@ t.test('past 1000 pending evictions they collapse into one clear of everything, 
   await r.get('/alpha/1')
   await r.get('/beta/1')
   await r.breakEvictions('alpha', true)
+  await r.breakClears(true) // so that the clear of everything fails too, until both work again
   const failed = await Promise.all(Array.from({ length: 1001 }, async (_, i) => await r.app.cache.delete(`k${i}`, { group: 'alpha' }).then(() => 0, () => 1)))
   t.equal(failed.reduce((a: number, b) => a + b, 0), 1001)
   t.ok(r.logs.some((l) => l.level === 40 && /too many failed evictions/.test(l.msg)), 'the collapse is logged')
   await t.rejects(r.app.cache.evictGroup('alpha'), 'a failure after the collapse is covered by it')
   r.version.beta++
   t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 }, 'everything is covered')
+  t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 }, 'and not stored')
   await r.breakEvictions('alpha', false)
+  await r.breakClears(false)
   t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 }, 'the clear of everything was replayed')
   t.same(await r.get('/beta/1'), { cache: 'HIT', v: 2 })
   t.same(await r.get('/alpha/1'), { cache: 'MISS', v: 1 })
@@ -325,11 +333,11 @@ t.test('L1: a kept eviction drops the tier\'s copies too, and other instances\' 
     await r.get('/beta/1', other)
     return (await r.get('/beta/1')).cache === 'HIT' && (await r.get('/beta/1', other)).cache === 'HIT'
   })
-  await r.breakEvictions('beta', true)
+  await r.breakClears(true)
   await t.rejects(r.app.cache.clear())
   r.version.beta++
   t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 }, 'the writer\'s tier dropped its copy')
-  await r.breakEvictions('beta', false)
+  await r.breakClears(false)
   await until('replayed', async () => (await r.redis.keys(`${r.prefix}:{beta}:e:*`)).length === 0)
   t.same(await r.get('/beta/1', other), { cache: 'MISS', v: 2 }, 'the other tier dropped its copy on the replay')
 })

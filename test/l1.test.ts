@@ -197,6 +197,7 @@ t.test('L1 copies are bounded by ttl and size', async (t) => {
 
   t.same(parseInvalidation('gprefix:{g}:'), { group: 'prefix:{g}:' })
   t.same(parseInvalidation('kkey'), { key: 'key' })
+  t.same(parseInvalidation('cprefix:ns:'), { all: true }, 'a clear() drops the whole tier')
   t.equal(parseInvalidation('x'), undefined)
   t.equal(parseInvalidation('zzz'), undefined)
 })

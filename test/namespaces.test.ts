@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import httpCache from '../index.js'
 import type { HttpCacheOptions } from '../lib/types.js'
-import { backends, build, type TapLike } from './helpers/app.js'
+import { backends, build, cleared, type TapLike } from './helpers/app.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { until } from './helpers/until.js'
 
@@ -50,14 +50,14 @@ for (const backend of backends(t)) {
       for (const url of Object.keys(ns)) await app.inject(url)
       for (const url of Object.keys(ns)) t.equal((await app.inject(url)).headers['x-cache'], 'HIT', `${url} stored`)
 
-      t.equal(await app.cache.clear({ namespace: 'v1' }), 2)
+      t.equal(await app.cache.clear({ namespace: 'v1' }), cleared(backend, 2))
       t.equal((await app.inject('/a')).headers['x-cache'], 'MISS', 'v1 cleared')
       t.equal((await app.inject('/b')).headers['x-cache'], 'MISS', 'v1:beta is below v1')
       t.equal((await app.inject('/c')).headers['x-cache'], 'HIT', 'v10 is not below v1')
       t.equal((await app.inject('/d')).headers['x-cache'], 'HIT')
       t.equal((await app.inject('/e')).headers['x-cache'], 'HIT')
 
-      t.equal(await app.cache.clear({ namespace: 'v1:beta' }), 1, 'a sub-namespace clears alone')
+      t.equal(await app.cache.clear({ namespace: 'v1:beta' }), cleared(backend, 1), 'a sub-namespace clears alone')
       t.equal((await app.inject('/a')).headers['x-cache'], 'HIT', 'its parent stays')
       t.equal((await app.inject('/b')).headers['x-cache'], 'MISS')
 
@@ -99,7 +99,7 @@ for (const backend of backends(t)) {
       t.equal((await app.inject('/root')).headers['x-cache'], 'HIT')
 
       t.equal((await app.inject('/v1')).headers['x-cache'], 'HIT')
-      t.equal(await app.cache.clear(), 2, 'clear() takes the plugin namespace and the route namespaces below it')
+      t.equal(await app.cache.clear(), cleared(backend, 2), 'clear() takes the plugin namespace and the route namespaces below it')
       t.equal((await app.inject('/root')).headers['x-cache'], 'MISS')
       t.equal((await app.inject('/v1')).headers['x-cache'], 'MISS')
     })
@@ -119,7 +119,7 @@ for (const backend of backends(t)) {
       t.equal((await app.inject('/v1/products')).headers['x-cache'], 'HIT')
       t.equal(await app.cache.evict('/v1/products'), true, 'evict(url) already does (it takes the route\'s settings)')
       await app.inject('/v1/products')
-      t.equal(await app.cache.clear({ namespace: 'v1' }), 1, 'clear({ namespace: \'v1\' }) clears the route namespace v1 of this registration')
+      t.equal(await app.cache.clear({ namespace: 'v1' }), cleared(backend, 1), 'clear({ namespace: \'v1\' }) clears the route namespace v1 of this registration')
       t.equal((await app.inject('/v1/products')).headers['x-cache'], 'MISS')
     })
   })
@@ -213,7 +213,7 @@ t.test('redis: two apps sharing one Redis', async (t) => {
       await stored(inspect, prefix, `${prefix}:${ns}:v1:{default}:`, `${prefix}:${ns}:v1:{default}:e:GET:http://localhost/v1/y`)
     }
 
-    t.equal(await one.cache.clear(), 2, 'app1 and app1:v1')
+    await one.cache.clear() // app1 and app1:v1
     t.equal((await one.inject('/x')).headers['x-cache'], 'MISS')
     t.equal((await one.inject('/v1/y')).headers['x-cache'], 'MISS')
     t.equal((await two.inject('/x')).headers['x-cache'], 'HIT', 'app2 keeps its entries')
@@ -230,7 +230,7 @@ t.test('redis: two apps sharing one Redis', async (t) => {
     await stored(inspect, prefix, `${prefix}:app1:{default}:`, `${prefix}:app1:{default}:e:GET:http://localhost/x`)
     await app10.inject('/x')
     await stored(inspect, prefix, `${prefix}:app10:{default}:`, `${prefix}:app10:{default}:e:GET:http://localhost/x`)
-    t.equal(await app1.cache.clear(), 1)
+    await app1.cache.clear()
     t.equal((await app10.inject('/x')).headers['x-cache'], 'HIT')
     t.equal((await app1.inject('/x')).headers['x-cache'], 'MISS')
   })

@@ -382,10 +382,16 @@ test('clear() removes what the plugin stored under its prefix and nothing else',
   await stored(r, E('default', '/d'))
   await until('registry', async () => (await r.scard('http-cache:groups')) === 3)
 
-  t.equal(await app.cache.clear(), 5, 'three entries and two values')
-  await until('reclaimed', async () => (await keysMatching(r, 'http-cache:*')).every((k) => k.endsWith(':g')))
+  t.equal(await app.cache.clear(), 0, 'counts nothing on the call: three entries and two values are reclaimed behind it')
+  t.equal(await app.cache.has('value'), false, 'unreachable at once')
+  const rest = (keys: string[]): string[] => keys.filter((k) => !k.endsWith(':g')).sort()
+  // groups of up to 50 keys are reclaimed by the walk itself
+  await until('reclaimed', async () => (await keysMatching(r, 'http-cache:*')).every((k) => !/:[ev]:|:i$|:R$|:reclaim$|:clearing$/.test(k)))
+  // the next walk unregisters the groups that held nothing since the last one, dropping their origins
+  t.equal(await app.cache.clear(), 0)
+  await until('unregistered', async () => rest(await keysMatching(r, 'http-cache:*')).length === 1)
   const left = await keysMatching(r, 'http-cache:*')
-  t.same(left.filter((k) => !k.endsWith(':g')), [], `only eviction generations remain: ${left.join(', ')}`)
+  t.same(rest(left), ['http-cache:clear'], `only eviction generations and the clear count remain: ${left.join(', ')}`)
   t.equal(await r.get('not-ours'), 'keep me')
   t.equal(await r.get('http-cache-lookalike:x'), 'keep me too')
   t.equal(await r.sismember('someone:{a}:i', 'x'), 1)
@@ -866,7 +872,7 @@ test('app.close() with a plugin-owned client completes while Redis is hung (SIGS
   }
 })
 
-test('clear() racing a first write to a group leaves nothing that a later clear() cannot find', async (t) => {
+test('clear()\'s walk racing the first write to a group it unregisters: neither evicted nor unregistered, a later clear() finds it', async (t) => {
   const redis = await startRedis(t)
   const client = redis.client()
   const app = await build(t, { redis: client })
@@ -876,8 +882,13 @@ test('clear() racing a first write to a group leaves nothing that a later clear(
   await app.inject('/a/1')
   await stored(client, E('a', '/a/1'))
   await until('registry to list a', async () => (await client.sismember('http-cache:groups', 'http-cache:{a}:')) === 1)
+  // a group that has indexed nothing since the last clear()'s walk, which the next walk unregisters
+  await app.cache.evictGroup('a')
+  await app.cache.clear()
+  await until('the first walk done', async () => await client.exists('http-cache:clearing') === 0)
+  t.equal(await client.exists('http-cache:{a}:x'), 1, 'the group is marked idle')
 
-  // Hold clear()'s registry update (SREM) until a request has refilled the group it just evicted:
+  // Hold the walk's registry update (SREM) until a request has refilled the group it unregisters:
   // the interleaving a busy app sees when clear() runs under traffic.
   const sremCalled = deferred()
   const sremGate = deferred()
@@ -889,7 +900,7 @@ test('clear() racing a first write to a group leaves nothing that a later clear(
   }
   Object.assign(client, { srem: held })
   const clearing = app.cache.clear()
-  await Promise.race([sremCalled.promise, clearing])
+  await sremCalled.promise // behind the call: the walk
   Object.assign(client, { srem })
   t.equal((await app.inject('/a/2')).headers['x-cache'], 'MISS', 'a request refills the group meanwhile')
   await stored(client, E('a', '/a/2'))
@@ -899,10 +910,13 @@ test('clear() racing a first write to a group leaves nothing that a later clear(
   await client.ping()
   sremGate.resolve()
   await clearing
+  await until('the walk done', async () => await client.exists('http-cache:clearing') === 0)
+  t.equal(await client.sismember('http-cache:groups', 'http-cache:{a}:'), 1, 'the group written meanwhile is registered back')
+  t.equal((await app.inject('/a/2')).headers['x-cache'], 'HIT', 'and what was written since the clear is not evicted by its walk')
 
   await app.cache.clear()
-  t.equal(await client.exists(E('a', '/a/2')), 0, 'a second clear() removes the entry written during the first')
-  t.equal(await client.exists(I('a')), 0, 'and the index')
+  await until('a second clear() to remove the entry written during the first, and the index', async () =>
+    await client.exists(E('a', '/a/2'), I('a')) === 0)
   t.equal((await app.inject('/a/2')).headers['x-cache'], 'MISS')
   await app.close()
 })

@@ -18,6 +18,24 @@ t.test('the epoch decides; the partial-eviction count does not', async (t) => {
   t.same(unstamped(stamped('3.4', bytes, ['a', 'b'])), bytes)
 })
 
+t.test('the clears a generation carries: only a value written after the same clears is answered', async (t) => {
+  t.same(current(stamped('3/2', bytes), '3/2'), bytes)
+  t.same(current(stamped('3.4/2', bytes, ['a']), '3.9/2'), bytes, 'with a partial-eviction count and tags')
+  t.equal(current(stamped('3', bytes), '3/1'), null, 'written before the first clear')
+  t.equal(current(stamped('3/1', bytes), '3/2'), null, 'written before the last one')
+  t.equal(current(stamped('3/2', bytes), '3/21'), null)
+  t.equal(current(stamped('3/21', bytes), '3/2'), null)
+  t.equal(current(stamped('3/1', bytes), '3'), null, 'clears the group no longer carries')
+  t.equal(current(stamped('5/2', bytes), '3/2'), null, 'another epoch')
+  t.equal(current(stamped('3.4/2', bytes, ['hot']), '3.7/2', fence(';3.5,hot')), null, 'a fence still applies')
+  t.same(current(stamped('3.6/2', bytes, ['hot']), '3.7/2', fence(';3.5,hot')), bytes)
+  t.ok(registered('3.4/7'))
+  t.notOk(registered('4/7'))
+  for (const raw of ['g3/ body', 'g3/x body', 'g3/2/2 body', 'g3.4/2.1 body']) {
+    t.equal(current(Buffer.from(raw, 'latin1'), '3/2'), null, JSON.stringify(raw))
+  }
+})
+
 t.test('bytes that are not a stamped value are never answered', async (t) => {
   for (const raw of ['', 'x3 body', 'g3', 'g body', 'g3x body', 'g3.x body', 'g3.4.5 body', 'g3;a body']) {
     t.equal(current(Buffer.from(raw, 'latin1'), '3'), null, JSON.stringify(raw))

@@ -28,9 +28,6 @@ export interface PendingStoreOptions {
 
 interface UrlEviction { group: string, rest: string, origin: string | undefined }
 
-// Groups remembered for a collapsed clear (a clear that failed half-way may have taken a group out of
-// the groups registry without evicting it, so a later clear() alone would not find it)
-const MAX_KNOWN_GROUPS = 10_000
 const MAX_KNOWN_TAGS = 10_000
 const ALL: Invalidation = { all: true }
 
@@ -46,7 +43,6 @@ export class PendingStore implements Store {
   private readonly clears = new Set<string>()
   private all = false
   private seq = 0
-  private readonly known = new Set<string>()
   /** The groups this instance registered each tag for (bounded: tags may be per entity). */
   private readonly tagged = new LRUCache<string, Set<string>>({ max: MAX_KNOWN_TAGS })
   private replaying: Promise<void> | undefined
@@ -73,7 +69,6 @@ export class PendingStore implements Store {
   }
 
   lookup (key: string, group: string): Lookup | Promise<Lookup> {
-    this.remember(group)
     if (this.size === 0) return this.inner.lookup(key, group)
     if (!this.covers(key, group)) {
       // the store answers: what is pending can go now
@@ -86,7 +81,6 @@ export class PendingStore implements Store {
   }
 
   write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
-    this.remember(group)
     if (this.size === 0 || !this.covers(key, group)) return this.inner.write(key, group, value, ttlMs, generation, tags, origin)
     // the replay moves the group's generation: a response computed before it is then not stored
     return this.replay().then(() => {
@@ -96,7 +90,6 @@ export class PendingStore implements Store {
   }
 
   async registerTags (group: string, tags: readonly string[]): Promise<void> {
-    this.remember(group)
     for (const tag of tags) {
       const groups = this.tagged.get(tag)
       if (groups === undefined) this.tagged.set(tag, new Set([group]))
@@ -106,18 +99,15 @@ export class PendingStore implements Store {
   }
 
   async delete (key: string, group: string): Promise<boolean> {
-    this.remember(group)
     return await this.kept(`k ${key}`, () => this.keys.set(key, group), this.inner.delete(key, group), { key })
   }
 
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
-    this.remember(group)
     const id = `u ${group} ${origin ?? '*'} ${rest}`
     return await this.kept(id, () => this.urls.set(id, { group, rest, origin }), this.inner.deleteUrl(group, rest, origin), { group })
   }
 
   async evictGroup (group: string): Promise<number> {
-    this.remember(group)
     return await this.kept(`g ${group}`, () => this.groups.add(group), this.inner.evictGroup(group), { group })
   }
 
@@ -217,10 +207,6 @@ export class PendingStore implements Store {
     this.all = true
   }
 
-  private remember (group: string): void {
-    if (this.known.size < MAX_KNOWN_GROUPS) this.known.add(group)
-  }
-
   /** Starts a replay when something is pending and none ran lately (no one waits for it). */
   private kick (): void {
     if (this.size > 0 && this.replaying === undefined && performance.now() - this.lastRun >= this.retryMs) this.replay().catch(() => {})
@@ -271,7 +257,7 @@ export class PendingStore implements Store {
     switch (id[0]) {
       case 'g': return this.inner.evictGroup(what)
       case 't': return this.untagging(what)
-      case 'c': return this.clearing(what)
+      case 'c': return this.inner.clear(what)
       case 'k': return this.inner.delete(what, this.keys.get(what) as string)
       default: {
         const u = this.urls.get(id) as UrlEviction
@@ -304,14 +290,8 @@ export class PendingStore implements Store {
     for (const r of results) if (r.status === 'rejected') throw r.reason
   }
 
+  // (a clear that failed took nothing out of the groups registry: see CLEAR in lib/stores/scripts.ts)
   private async clearEverything (): Promise<void> {
-    await this.clearing(this.opts.everything)
-  }
-
-  // A clear that failed may have taken groups out of the groups registry without evicting them: the
-  // groups this instance has seen are evicted by name too.
-  private async clearing (start: string): Promise<void> {
-    await this.inner.clear(start)
-    await this.evictAll([...this.known].filter((g) => g.startsWith(start)))
+    await this.inner.clear(this.opts.everything)
   }
 }

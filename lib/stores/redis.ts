@@ -1,13 +1,14 @@
+import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { Guard, type GuardOptions } from '../guard.js'
-import { entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
+import { clearOf, entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
 import { current, registered, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
-import { DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
+import { ADVANCE, CLEAR, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
 // How long a registration made before a handler runs holds at least (far beyond any request).
@@ -19,8 +20,12 @@ const MAX_SCANS_PER_PAGE = 4
 // step of its scripts (about 0.1 ms): other clients wait at most about this long. Longer scripts reclaim
 // faster (fewer round trips): 0.75 ms reclaims as fast as 0.5 ms did with steps of 50, with a p99 of 0.9 ms.
 const RECLAIM_BUDGET_US = 750
-// How many groups clear() evicts at once (about 2 ms of Redis time).
+// How many groups clear()'s walk evicts at once (about 2 ms of Redis time), and looks at per page.
 const CLEAR_SLICE = 64
+const CLEAR_PAGE = 1000
+// How many slots' clear counts clear() moves at once on Cluster.
+const CLEAR_SLOTS = 1024
+const SLOTS = 16384
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
 
@@ -30,12 +35,15 @@ type Client = (Redis | Cluster) & {
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
   httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, fence: string, channel: string, group: string, clear: string): Promise<[number, number]>
   httpCacheEvictTag (tagSet: string, gen: string, pending: string, fence: string, channel: string, group: string, tag: string): Promise<number>
-  httpCacheReclaim (set: string, index: string, pending: string, fence: string, gen: string, budget: number): Promise<[number, number]>
+  httpCacheReclaim (set: string, index: string, pending: string, fence: string, generation: string, gen: string, budget: number): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
   httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, fence: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number): Promise<[number, number]>
   httpCacheReclaimUrl (job: string, origins: string, index: string, pending: string, fence: string, gen: string, budget: number, prefix: string): Promise<[number, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
-  httpCacheEntriesBuffer (index: string, generation: string, fence: string, cursor: string, after: string, limit: number, calls: number): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
+  httpCacheEntriesBuffer (n: number, ...args: Array<string | number>): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
+  httpCacheClear (count: string, walks: string, start: string, token: string, channel: string): Promise<number>
+  httpCacheAdvance (walks: string, start: string, read: string, next: string): Promise<number>
+  httpCacheClearGroup (n: number, ...args: string[]): Promise<number>
 }
 
 export interface RedisStoreOptions {
@@ -63,6 +71,12 @@ export class RedisStore implements Store {
   private readonly maxOrigins: string
   private readonly channel: string
   private readonly reclaimer: Reclaimer
+  /** clear()'s walks, evicting the groups of the namespaces it cleared behind the call. */
+  private readonly walker: Reclaimer
+  /** The clear count a group outside any namespace is under (standalone). */
+  private readonly topClears: string[]
+  /** A hash tag per Cluster slot, made once needed. */
+  private slotTags: string[] | undefined
   /** Group registrations in flight, by the generation they read and the group. */
   private readonly registering = new Map<string, Promise<string>>()
 
@@ -76,14 +90,18 @@ export class RedisStore implements Store {
       client.defineCommand('httpCacheMark', { numberOfKeys: 1, lua: MARK })
       client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 5, lua: EVICT_GROUP })
       client.defineCommand('httpCacheEvictTag', { numberOfKeys: 4, lua: EVICT_TAG })
-      client.defineCommand('httpCacheReclaim', { numberOfKeys: 4, lua: RECLAIM })
+      client.defineCommand('httpCacheReclaim', { numberOfKeys: 5, lua: RECLAIM })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
       client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 5, lua: DELETE_URL })
       client.defineCommand('httpCacheReclaimUrl', { numberOfKeys: 5, lua: RECLAIM_URL })
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
-      client.defineCommand('httpCacheEntries', { numberOfKeys: 3, lua: ENTRIES })
+      client.defineCommand('httpCacheEntries', { lua: ENTRIES }) // key count varies with the namespaces
+      client.defineCommand('httpCacheClear', { numberOfKeys: 2, lua: CLEAR })
+      client.defineCommand('httpCacheAdvance', { numberOfKeys: 1, lua: ADVANCE })
+      client.defineCommand('httpCacheClearGroup', { lua: CLEAR_GROUP }) // key count varies with the namespaces
     }
+    this.topClears = [clearOf(keys.namespaceStart(undefined))]
     this.guardOptions = { timeout: opts.timeout, log: opts.log, isReady: () => client.status === 'ready' }
     this.guard = new Guard(this.guardOptions)
     this.cluster = typeof (client as Cluster).nodes === 'function' && (client as Cluster).isCluster === true
@@ -93,6 +111,7 @@ export class RedisStore implements Store {
       async (base, set) => await this.reclaimStep(base, set),
       async (base) => await this.unqueue(base),
       opts.log)
+    this.walker = new Reclaimer(async (start) => [start], async (start) => await this.walk(start), async () => {}, opts.log)
     // what an instance that died mid-way left: resumed once connected
     if (client.status === 'ready') this.resume()
     else client.once('ready', this.resume)
@@ -124,13 +143,39 @@ export class RedisStore implements Store {
       // that follows a MISS's response in the same turn (app.inject, a warm-up) reads what it wrote
       if (turn.writing(key)) turn.flush()
     }
-    return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group))).then(([raw, gen, fence]) => {
+    return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group), ...this.clearsOf(group))).then((found) => {
+      const gen = found[1]
       const generation = gen === null ? '0' : gen.toString()
-      const value = raw === null ? null : current(raw, generation, fence, key, group)
+      const clears = cleared(found, 3)
+      const raw = found[0]
+      const value = raw === null ? null : current(raw, generation + clears, found[2], key, group)
       // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
-      if (registered(generation)) return { value, generation }
-      return this.registerGroup(group, generation).then((g) => ({ value, generation: g }))
+      if (registered(generation)) return { value, generation: generation + clears }
+      return this.registerGroup(group, generation).then((g) => ({ value, generation: g + clears }))
     })
+  }
+
+  /** The clear counts a group's values are under (see CLEAR in lib/stores/scripts.ts). */
+  private clearsOf (base: string): string[] {
+    const starts = this.keys.startsOf(base)
+    if (!this.cluster) return starts.length === 1 ? this.topClears : starts.map((start) => clearOf(start))
+    const tag = this.tagsBySlot()[calculateSlot(base)]
+    return starts.map((start) => clearOf(start, tag))
+  }
+
+  /** A hash tag for every Cluster slot (the first base-36 numbers that hash to each: about 170,000 tried). */
+  private tagsBySlot (): string[] {
+    if (this.slotTags !== undefined) return this.slotTags
+    const tags = new Array<string>(SLOTS)
+    for (let i = 0, left = SLOTS; left > 0; i++) {
+      const tag = i.toString(36)
+      const slot = calculateSlot(tag)
+      if (tags[slot] === undefined) {
+        tags[slot] = tag
+        left--
+      }
+    }
+    return (this.slotTags = tags)
   }
 
   /**
@@ -162,9 +207,10 @@ export class RedisStore implements Store {
   }
 
   write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags: readonly string[] = [], origin?: string): Promise<boolean> {
-    const keys = [key, indexOf(group), generationOf(group), originsOf(group)]
+    const clears = this.clearsOf(group)
+    const keys = [key, indexOf(group), generationOf(group), originsOf(group), ...clears]
     for (const tag of tags) keys.push(tagSetOf(group, tag))
-    const args: WriteArgs = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags)]
+    const args: WriteArgs = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags), clears.length]
     if (origin !== undefined) args.push(origin)
     const turn = this.turn
     return this.guardOf(key).run(() => turn === undefined ? this.send(keys, args) : turn.write(keys, args)).then((done) => {
@@ -254,8 +300,11 @@ export class RedisStore implements Store {
     this.reclaimer.schedule(group)
   }
 
-  /** Queues the groups any instance left unreclaimed (bound: ioredis calls it as a 'ready' listener). */
+  /** Queues the groups and clear() walks any instance left undone (bound: ioredis calls it as a 'ready' listener). */
   private readonly resume = (): void => {
+    const walks = this.keys.clearing()
+    this.on(walks).run(() => this.client.hkeys(walks)).then((starts) => { for (const start of starts) this.walker.schedule(start) },
+      () => {}) // resumed at the next start or clear()
     const registry = this.keys.reclaims()
     const scan = async (): Promise<void> => {
       let cursor = '0'
@@ -279,12 +328,13 @@ export class RedisStore implements Store {
     const threshold = set.slice(group.length + 2) // '<group>r:<generation>', '<group>u:<generation>'
     const [, done] = await this.on(group).run(() => set[group.length] === 'u'
       ? this.client.httpCacheReclaimUrl(set, originsOf(group), indexOf(group), pendingOf(group), fenceOf(group), threshold, RECLAIM_BUDGET_US, entryPrefixOf(group))
-      : this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), fenceOf(group), threshold, RECLAIM_BUDGET_US))
+      : this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), fenceOf(group), generationOf(group), threshold, RECLAIM_BUDGET_US))
     return done === 1
   }
 
   /** Resolves when this instance has nothing left to reclaim (tests and benchmarks). */
   async reclaimed (): Promise<void> {
+    await this.walker.idle()
     await this.reclaimer.idle()
   }
 
@@ -328,30 +378,79 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * O(1) in Redis (16,384 counts on Cluster, one per slot, whatever the groups): moving the start's clear
+   * count makes every value under it unreachable at once (see CLEAR in lib/stores/scripts.ts). The groups
+   * are evicted behind the call, by a walk of the groups registry recorded in Redis (another instance
+   * resumes it). Resolves to 0: it counts nothing on the caller's path.
+   */
   async clear (start: string): Promise<number> {
-    const registry = this.keys.groups()
-    let n = 0
-    let cursor = '0'
+    const walks = this.keys.clearing()
+    // restarts a walk under way: groups it already evicted may hold keys written since
+    const token = randomBytes(6).toString('base64url')
     try {
-      do {
-        const [next, groups] = await this.on(registry).run(() => this.client.sscan(registry, cursor, 'COUNT', 1000))
-        cursor = next
-        const mine = groups.filter((group) => group.startsWith(start))
-        if (mine.length === 0) continue
-        // unregistered before evicted (to an even epoch): see lib/stores/scripts.ts
-        await this.on(registry).run(() => this.client.srem(registry, ...mine))
-        // a slice of evictions at a time: Redis runs a client's pipelined commands back to back, and
-        // another client's command waits behind as many as were sent together
-        for (let i = 0; i < mine.length; i += CLEAR_SLICE) {
-          const slice = mine.slice(i, i + CLEAR_SLICE)
-          for (const count of await Promise.all(slice.map(async (group) => await this.evict(group, true)))) n += count
+      if (!this.cluster) {
+        await this.on(walks).run(() => this.client.httpCacheClear(clearOf(start), walks, start, token, this.channel))
+      } else {
+        await this.on(walks).run(() => this.client.hset(walks, start, token + ' 0'))
+        try {
+          const tags = this.tagsBySlot()
+          for (let i = 0; i < SLOTS; i += CLEAR_SLOTS) {
+            await Promise.all(tags.slice(i, i + CLEAR_SLOTS).map(async (tag) => {
+              const count = clearOf(start, tag)
+              await this.on(count).run(() => this.client.incr(count))
+            }))
+          }
+        } finally {
+          // the other instances' in-process copies go, even when a slot could not be cleared
+          await this.on(this.channel).run(() => this.client.publish(this.channel, 'c' + start)).catch(() => {})
         }
-      } while (cursor !== '0')
-    } catch (err) {
+      }
+    } finally {
       this.invalidated?.({ all: true })
-      throw err
     }
-    return n
+    this.walker.schedule(start)
+    return 0
+  }
+
+  /**
+   * One page of a clear()'s walk: each group's keys handed to the reclaimer (CLEAR_GROUP in
+   * lib/stores/scripts.ts), and the groups that have held nothing since the last walk unregistered and
+   * evicted to an even epoch (so the registry holds the groups that hold keys, and their next miss
+   * registers them again).
+   */
+  private async walk (start: string): Promise<boolean> {
+    const walks = this.keys.clearing()
+    const read = await this.on(walks).run(() => this.client.hget(walks, start))
+    if (read === null) return true
+    const space = read.indexOf(' ')
+    const registry = this.keys.groups()
+    const [next, groups] = await this.on(registry).run(() => this.client.sscan(registry, read.slice(space + 1), 'COUNT', CLEAR_PAGE))
+    const mine = groups.filter((group) => group.startsWith(start))
+    const empty: string[] = []
+    // a slice of scripts at a time: Redis runs a client's pipelined commands back to back, and another
+    // client's command waits behind as many as were sent together
+    for (let i = 0; i < mine.length; i += CLEAR_SLICE) {
+      await Promise.all(mine.slice(i, i + CLEAR_SLICE).map(async (group) => {
+        const keys = [indexOf(group), generationOf(group), pendingOf(group), idleOf(group), ...this.clearsOf(group)]
+        const done = await this.on(group).run(() => this.client.httpCacheClearGroup(keys.length, ...keys, group))
+        if (done === 1) this.queue(group)
+        else if (done === -1) empty.push(group)
+      }))
+    }
+    if (empty.length > 0) {
+      // unregistered before evicted (to an even epoch): see lib/stores/scripts.ts; one written meanwhile
+      // is not evicted, but registered back
+      await this.on(registry).run(() => this.client.srem(registry, ...empty))
+      const refilled: string[] = []
+      for (let i = 0; i < empty.length; i += CLEAR_SLICE) {
+        await Promise.all(empty.slice(i, i + CLEAR_SLICE).map(async (group) => { if (await this.evict(group, true) === -1) refilled.push(group) }))
+      }
+      if (refilled.length > 0) await this.on(registry).run(() => this.client.sadd(registry, ...refilled))
+    }
+    const done = next === '0'
+    const moved = await this.on(walks).run(() => this.client.httpCacheAdvance(walks, start, read, done ? '' : read.slice(0, space) + ' ' + next))
+    return done && moved === 1
   }
 
   private readonly send = (keys: string[], args: WriteArgs): Promise<WriteReply> => this.client.httpCacheWrite(keys.length, ...keys, ...args)
@@ -383,8 +482,9 @@ export class RedisStore implements Store {
   async entries (group: string, cursor: string | undefined, limit: number): Promise<Page> {
     const index = indexOf(group)
     const [scan, after] = cursor === undefined ? ['0', ''] : readCursor(cursor)
-    const [gen, fenceRaw, next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(index, generationOf(group), fenceOf(group),
-      scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
+    const clears = this.clearsOf(group)
+    const [gen, fenceRaw, next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(3 + clears.length, index, generationOf(group),
+      fenceOf(group), ...clears, scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
     const generation = gen.toString()
     const fence = fenceRaw.length === 0 ? null : fenceRaw
     const items: StoredItem[] = []
@@ -436,6 +536,7 @@ export class RedisStore implements Store {
   async close (): Promise<void> {
     this.client.off('ready', this.resume)
     this.turn?.flush() // ahead of the QUIT below
+    await this.walker.close()
     await this.reclaimer.close()
     if (!this.owned) return
     // QUIT waits for a reply a hung server never sends: bounded like every other call
@@ -458,5 +559,17 @@ function readCursor (cursor: string): [string, string] {
 
 /** The list of a group's reclaim sets still to empty. */
 const pendingOf = (base: string): string => base + 'R'
+/** Set by a clear()'s walk that found the group holding nothing (see CLEAR_GROUP in lib/stores/scripts.ts). */
+const idleOf = (base: string): string => base + 'x'
 /** The tag evictions of a group whose values are not all reclaimed yet (see FENCE in lib/stores/scripts.ts). */
 const fenceOf = (base: string): string => base + 'f'
+
+/** The clears of a group as its generation carries them: '/<sum of the counts from replies[from] on>', '' while none. */
+function cleared (replies: Array<Buffer | null>, from: number): string {
+  let sum = 0
+  for (let i = from; i < replies.length; i++) {
+    const count = replies[i]
+    if (count !== null) sum += Number(count.toString())
+  }
+  return sum === 0 ? '' : '/' + String(sum)
+}

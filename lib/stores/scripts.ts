@@ -15,6 +15,14 @@
 //   evicts it to an even E. Writes need an odd E, so a clear either sees a group or fences its writes.
 // A group never written has generation '0' (absent key).
 //
+// CLEAR: clear() moves no group. Every namespace start a group is under (lib/keys.ts, startsOf) has a
+// clear count (key `<start>clear`; on Cluster one per slot, so the group's scripts can read its own); a
+// value is stamped with the sum c of its group's counts (`g<E>[.n]/c`, no `/c` while it is 0) and a
+// lookup answers it only while the sum is the same: a clear() makes a whole namespace unreachable in
+// O(1). A write conditional on the generation a miss read (`E.n/c`) is refused after a clear too. The
+// groups are evicted behind the call (a walk of the groups registry, resumed by another instance when
+// this one dies), which reclaims their keys and lets a group's writes start over registered.
+//
 // FENCE: a tag eviction moves n (to E.n') and moves the tag's keys to a reclaim set in O(1). Until the
 // reclaim has removed them, the group's fence (key `…f`) holds an entry `;E.n',tag` that names the tag
 // and n': a value stamped with that tag (`g<E.n>,tag1,tag2 <bytes>`) under an older n is unreachable
@@ -51,16 +59,36 @@ local function bump (key)
 end
 `
 
+// The clears a generation carries (see CLEAR): '/<sum of the counts KEYS[from..to]>', '' while none. A
+// count that is not a number reads as one no lookup can match, so nothing is written under it.
+const CLEARS = `
+local function cleared (from, to)
+  local c = 0
+  for i = from, to do
+    local v = redis.call('GET', KEYS[i])
+    if v then c = c + (tonumber(v) or 0.5) end
+  end
+  if c == 0 then return '' end
+  return '/' .. string.format('%.17g', c)
+end
+`
+
 // Whether a key holds a value written before generation te.n (or nothing, or not a value of this store):
-// what a reclaim may remove. A key written since an eviction stays.
+// what a reclaim may remove. A key written since an eviction stays. With tc (a clear's reclaim, see
+// CLEAR): one written under epoch te before the clears numbered tc, or under an older epoch.
 const OLDER = `
-local function older (key, te, tn)
+local function older (key, te, tn, tc)
   local head = redis.pcall('GETRANGE', key, 0, 40)
   if type(head) == 'string' and string.byte(head, 1) == 103 then
-    local space = string.find(head, '[ ,]', 2)
+    local space = string.find(head, '[ ,/]', 2)
     if space then
       local e, n = parse(string.sub(head, 2, space - 1))
-      if e ~= nil and n ~= nil and (e > te or (e == te and n >= tn)) then return false end
+      if e ~= nil and n ~= nil then
+        if not tc then return e < te or (e == te and n < tn) end
+        if e ~= te then return e < te end
+        local c = string.byte(head, space) == 47 and tonumber(string.match(head, '^%d+', space + 1)) or 0
+        return c < tc
+      end
     end
   end
   return true
@@ -135,7 +163,7 @@ local function sweep (origins, index, prefix, rest, origin, cursor, te, tn, dead
     for _, o in ipairs(page[2]) do
       if origin == '' or o == origin or string.sub(o, 1, #origin + 1) == origin .. ';' then
         local key = prefix .. o .. rest
-        if older(key, te, tn) then
+        if older(key, te, tn, nil) then
           redis.call('SREM', index, key)
           if redis.call('UNLINK', key) == 1 then
             removed = removed + 1
@@ -166,38 +194,41 @@ local function keep (set, member, ttl)
 end
 `
 
-// KEYS: entry, index, generation, origins, tag sets… Scripts do not roll back: a set key holding
-// something else fails the write before anything is written. ARGV: value, ttl ms (0 = none), generation
-// read at lookup ('' = unconditional), channel, max origins, the tags as the stamp carries them
-// (',a,b'; '' = none: see FENCE), origin (absent: not an entry).
-// Returns 0 when not written (evicted meanwhile, group not registered, or one origin too many),
+// KEYS: entry, index, generation, origins, clear counts (see CLEAR), tag sets… Scripts do not roll back:
+// a set key holding something else fails the write before anything is written. ARGV: value, ttl ms
+// (0 = none), generation read at lookup (with its clears, '' = unconditional), channel, max origins, the
+// tags as the stamp carries them (',a,b'; '' = none: see FENCE), how many clear counts, origin (absent:
+// not an entry).
+// Returns 0 when not written (evicted or cleared meanwhile, group not registered, or one origin too many),
 // {-1, generation} when an unconditional write finds the group unregistered (register, then retry),
 // else {1, flags of the tag sets made to live longer}.
-export const WRITE = GEN + KEEP + `
+export const WRITE = GEN + CLEARS + KEEP + `
+local tagsFrom = 5 + tonumber(ARGV[7])
 for i = 2, #KEYS do
-  if i ~= 3 then
+  if i == 2 or i == 4 or i >= tagsFrom then
     local t = redis.call('TYPE', KEYS[i]).ok
     if t ~= 'none' and t ~= 'set' then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is not a set: nothing written') end
   end
 end
 local g, e = gen(KEYS[3])
-if ARGV[3] ~= '' and g ~= ARGV[3] then return 0 end
+local full = g .. cleared(5, tagsFrom - 1)
+if ARGV[3] ~= '' and full ~= ARGV[3] then return 0 end
 if e % 2 == 0 then
   if ARGV[3] ~= '' then return 0 end
   return {-1, g}
 end
 local ttl = tonumber(ARGV[2])
-if ARGV[7] and redis.call('SISMEMBER', KEYS[4], ARGV[7]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
+if ARGV[8] and redis.call('SISMEMBER', KEYS[4], ARGV[8]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
 local replaced = redis.call('EXISTS', KEYS[1]) == 1
-local value = 'g' .. g .. ARGV[6] .. ' ' .. ARGV[1]
+local value = 'g' .. full .. ARGV[6] .. ' ' .. ARGV[1]
 if ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl) else redis.call('SET', KEYS[1], value) end
 if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
 -- the sets that point at the key expire after it: their expiry is set after its own (the clock may
 -- tick a millisecond during the script)
-if ARGV[7] then keep(KEYS[4], ARGV[7], ttl) end
+if ARGV[8] then keep(KEYS[4], ARGV[8], ttl) end
 keep(KEYS[2], KEYS[1], ttl)
 local longer = ''
-for i = 5, #KEYS do
+for i = tagsFrom, #KEYS do
   longer = longer .. keep(KEYS[i], KEYS[1], ttl)
 end
 -- drop up to two expired members per write so the index stays proportional to live keys
@@ -229,14 +260,17 @@ export const REGISTER = KEEP + `
 return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
 `
 
-// KEYS: index, generation, origins, pending reclaims, fence. ARGV: channel, group, '1' when clear() evicts
-// (the group was unregistered: its epoch becomes even). O(1): the new epoch makes every key of the
+// KEYS: index, generation, origins, pending reclaims, fence. ARGV: channel, group, '1' when the walk of a
+// clear() evicts a group it found indexing nothing and unregistered (its epoch becomes even; when it
+// indexes keys again by now, a write came first: nothing is done, and the result is {-1, 0}, so that the
+// walk registers it back instead of evicting what was written since the clear). O(1): the new epoch makes every key of the
 // group unreachable (a fence of the old one is moot); the index moves to a reclaim set named after the
 // new generation, queued for RECLAIM. A group of no more keys than SMALL_GROUP is removed at once
 // instead (as short, and nothing is left to do: many small groups, as clear() meets, cost half the
 // work). Returns {how many keys the index held (expired ones included, those a tag eviction took not),
 // 1 when the group has reclaim sets queued}.
 export const EVICT_GROUP = GEN + `
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
 local g, e = gen(KEYS[2])
 local next = e + 2
 if ARGV[3] == '1' and e % 2 == 1 then next = e + 1 end
@@ -247,7 +281,7 @@ local n = size
 local taken = ARGV[2] .. 'r:' .. e .. '.'
 local pending = redis.call('LRANGE', KEYS[4], 0, -1)
 for _, set in ipairs(pending) do
-  if string.sub(set, 1, #taken) == taken then n = n - redis.call('SCARD', set) end
+  if string.sub(set, 1, #taken) == taken and not string.find(set, '/', #taken, true) then n = n - redis.call('SCARD', set) end
 end
 if size > ${SMALL_GROUP} then
   local reclaim = ARGV[2] .. 'r:' .. next
@@ -276,21 +310,32 @@ redis.call('RPUSH', KEYS[3], reclaim)
 return n
 `
 
-// KEYS: reclaim set, index, pending reclaims, fence. ARGV: the generation the eviction left (the set's
-// name ends with it), time budget in microseconds. Removes keys of the set written under an older
-// generation, in batches, until the set is empty or the budget is spent; then drops the eviction's
-// fence entry, if any. Returns {keys removed, 1 when the set is empty}.
-export const RECLAIM = GEN + OLDER + UNFENCE + `
-local te, tn = parse(ARGV[1])
+// KEYS: reclaim set, index, pending reclaims, fence, generation. ARGV: the generation the eviction left
+// (the set's name ends with it; `E.n/c` for a clear's, see CLEAR_GROUP), time budget in microseconds.
+// Removes keys of the set written under an older generation (a clear's: before its clears, or under an
+// epoch older than the group's now), in batches, until the set is empty or the budget is spent; a clear's
+// gives the keys it keeps back to the index. Then drops the eviction's fence entry, if any. Returns {keys
+// removed, 1 when the set is empty}.
+export const RECLAIM = GEN + OLDER + UNFENCE + KEEP + `
+local slash = string.find(ARGV[1], '/', 1, true)
+local te, tn = parse(slash and string.sub(ARGV[1], 1, slash - 1) or ARGV[1])
+local tc = slash and tonumber(string.sub(ARGV[1], slash + 1)) or nil
+if tc then
+  local _, e = gen(KEYS[5])
+  te = e
+end
 local deadline = now() + tonumber(ARGV[2])
 local removed = 0
 local done = false
 while true do
   local batch = redis.call('SPOP', KEYS[1], ${STEP})
   for _, key in ipairs(batch) do
-    if older(key, te, tn) then
+    if older(key, te, tn, tc) then
       removed = removed + redis.call('UNLINK', key)
       redis.call('SREM', KEYS[2], key)
+    elseif tc then
+      local ttl = redis.call('PTTL', key)
+      if ttl ~= -2 then keep(KEYS[2], key, math.max(ttl, 0)) end
     end
   end
   if #batch < ${STEP} then done = true break end
@@ -370,17 +415,18 @@ return 0
 `
 
 // The admin API's listing (values are read raw: stamped, see `current`).
-// KEYS: index, generation, fence. ARGV: SSCAN cursor, key to resume after ('' = none), limit, most SSCAN calls.
+// KEYS: index, generation, fence, clear counts (see CLEAR). ARGV: SSCAN cursor, key to resume after ('' = none),
+// limit, most SSCAN calls.
 // One page of the admin API's listing. SSCAN with COUNT 1 returns one run of hash table buckets per
 // call (a small listpack set: all of it, cursor 0); a run that does not fit in the page is left whole
 // for the next one, whose cursor is then the run's own start: no member is listed twice, none skipped.
 // Only a run larger than a page is split, sorted, resuming after its last key listed. Returns
-// {generation, fence ('' = none), cursor ('0' with no resume key: the end), resume key, key1, value1, ...}; members that
-// expired are skipped.
-export const ENTRIES = `
+// {generation (with its clears), fence ('' = none), cursor ('0' with no resume key: the end), resume key, key1,
+// value1, ...}; members that expired are skipped.
+export const ENTRIES = CLEARS + `
 local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
-local gen = redis.call('GET', KEYS[2]) or '0'
+local gen = (redis.call('GET', KEYS[2]) or '0') .. cleared(4, #KEYS)
 local fence = redis.call('GET', KEYS[3]) or ''
 while true do
   local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 1)
@@ -404,4 +450,59 @@ while true do
   calls = calls - 1
   if cursor == '0' or #out == 2 * limit or calls <= 0 then return {gen, fence, cursor, '', unpack(out)} end
 end
+`
+
+// KEYS: clear count (standalone: the one of the namespace start), clear walks. ARGV: namespace start, the
+// walk's token, channel. Makes every value under the start unreachable (see CLEAR), records the walk that
+// evicts its groups behind the call (from the registry's start, whatever an earlier walk had got to), and
+// tells the in-process tiers. O(1). On Cluster the store does the same, one slot's count at a time.
+export const CLEAR = `
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' 0')
+redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[3], 'c' .. ARGV[1])
+return 1
+`
+
+// KEYS: index, generation, pending reclaims, idle mark, clear counts (see CLEAR). ARGV: group. One group of a
+// clear()'s walk, O(1): its keys go to a reclaim set named after its generation and clears, for RECLAIM
+// (which removes the ones written before the clears and gives the others back to the index), unless a
+// walk of the same clears did that already; a group of no more keys than SMALL_GROUP is reclaimed at
+// once instead. A group that indexes nothing (any more) is marked idle; one the last walk marked and that
+// still indexes nothing is unregistered by the walk: a group is evicted to an even epoch only once it
+// has held nothing for a whole clear, not while it refills after one (which would refuse the writes of
+// its misses in flight). Returns 1 when it queued a set, -1 to unregister, else 0.
+export const CLEAR_GROUP = GEN + CLEARS + OLDER + `
+local size = redis.call('SCARD', KEYS[1])
+if size > 0 then
+  local c = cleared(5, #KEYS)
+  if c == '' then return 0 end
+  local g, e = gen(KEYS[2])
+  redis.call('UNLINK', KEYS[4])
+  if size > ${SMALL_GROUP} then
+    local reclaim = ARGV[1] .. 'r:' .. g .. c
+    if redis.call('EXISTS', reclaim) == 1 then return 0 end
+    redis.call('RENAME', KEYS[1], reclaim)
+    redis.call('RPUSH', KEYS[3], reclaim)
+    return 1
+  end
+  local tc = tonumber(string.sub(c, 2))
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if older(key, e, 0, tc) then
+      redis.call('UNLINK', key)
+      redis.call('SREM', KEYS[1], key)
+    end
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+end
+if redis.call('SET', KEYS[4], '1', 'NX') then return 0 end
+redis.call('DEL', KEYS[4])
+return -1
+`
+
+// KEYS: clear walks. ARGV: namespace start, the walk as read (token and cursor), the walk from now on
+// ('' = done). Moves a walk on unless a clear() since restarted it; returns 1 when it did.
+export const ADVANCE = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 1
 `

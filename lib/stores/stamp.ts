@@ -2,17 +2,26 @@
 // written under and the tags it carries, so that moving a group's epoch makes every value of the old one
 // unreachable at once, and a tag eviction every value of the tag, a URL eviction over many origins the
 // URL's (O(1) evictions; see FENCE in lib/stores/scripts.ts). The Lua scripts read and write the same stamp.
+// A generation as the store hands it out is `E[.n][/c]`: c, the clears of the group's namespaces so far
+// (absent when none), makes a clear() unreachable at once too (see CLEAR in lib/stores/scripts.ts).
 import { entryPrefixOf } from '../keys.js'
 
 /** Whether a generation's epoch is odd: its group is in the groups registry (see lib/stores/scripts.ts). */
 export function registered (generation: string): boolean {
-  const dot = generation.indexOf('.')
-  return Number(dot === -1 ? generation : generation.slice(0, dot)) % 2 === 1
+  return Number(epochOf(generation)) % 2 === 1
+}
+
+/** The epoch E of a generation `E[.n][/c]`. */
+function epochOf (generation: string): string {
+  let end = 0
+  while (end < generation.length && generation.charCodeAt(end) >= 0x30 && generation.charCodeAt(end) <= 0x39) end++
+  return end === generation.length ? generation : generation.slice(0, end)
 }
 
 const SPACE = 0x20
 const DOT = 0x2e
 const COMMA = 0x2c
+const SLASH = 0x2f
 
 /**
  * The bytes of a stored value if it was written under the group's current epoch and no partial eviction
@@ -25,15 +34,21 @@ export function current (raw: Buffer, generation: string, fence: Buffer | null =
   const space = raw.indexOf(SPACE, 1)
   if (space === -1) return null
   const end = digits(raw, 1)
-  const dot = generation.indexOf('.')
-  const epoch = dot === -1 ? generation : generation.slice(0, dot)
+  const epoch = epochOf(generation)
   if (end - 1 !== epoch.length || raw.toString('latin1', 1, end) !== epoch) return null
-  let tags = end
-  if (raw[tags] === DOT) tags = digits(raw, tags + 1)
+  let n = end
+  if (raw[n] === DOT) n = digits(raw, n + 1)
+  // the clears it was written after: the group's own, exactly (none on either side: '')
+  const slash = generation.indexOf('/')
+  let tags = n
+  if (raw[n] === SLASH) {
+    tags = digits(raw, n + 1)
+    if (slash === -1 || tags - n !== generation.length - slash || raw.toString('latin1', n, tags) !== generation.slice(slash)) return null
+  } else if (slash !== -1) return null
   if (tags !== space && raw[tags] !== COMMA) return null
   if (fence !== null) {
-    const n = raw.toString('latin1', end, tags)
-    if (fenced(fence.toString('latin1'), epoch, n === '' ? 0 : Number(n.slice(1)), raw.toString('latin1', tags, space) + ',', key, entryPrefixOf(base))) return null
+    const written = n === end ? 0 : Number(raw.toString('latin1', end + 1, n))
+    if (fenced(fence.toString('latin1'), epoch, written, raw.toString('latin1', tags, space) + ',', key, entryPrefixOf(base))) return null
   }
   return raw.subarray(space + 1)
 }

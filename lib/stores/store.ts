@@ -54,7 +54,10 @@ export interface Store {
    * the tag indexed (a store that does not look at each, like Redis, counts expired or evicted ones too).
    */
   evictTag (tag: string): Promise<number>
-  /** Removes every group whose base starts with `start`; resolves to how many keys existed. */
+  /**
+   * Removes every group whose base starts with `start`; resolves to how many keys it removed on the call
+   * (a store that makes them unreachable at once and reclaims them behind it, like Redis, counts 0).
+   */
   clear (start: string): Promise<number>
   close (): Promise<void>
   /** The circuit breaker in front of the store, where it has one (the worst of a Cluster's nodes). */

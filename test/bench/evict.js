@@ -208,8 +208,9 @@ async function reclaimDone (redis, group) {
 }
 
 async function everyReclaimDone (redis) {
-  // the groups a clear() queued are recorded in the reclaim registry as it evicts them, and dropped when done
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  // clear()'s walk behind the call is recorded until done; the groups it queued are recorded in the reclaim
+  // registry before it records its progress, and dropped when done
+  while (await redis.exists('http-cache:clearing') > 0) await new Promise((resolve) => setTimeout(resolve, 5))
   while (await redis.scard('http-cache:reclaim') > 0) await new Promise((resolve) => setTimeout(resolve, 5))
 }
 
@@ -242,7 +243,7 @@ async function prepare (app, redis, n, kind) {
     return {
       group: last,
       evict: async () => await app.cache.clear(),
-      expected: (evicted) => evicted >= n,
+      expected: 0, // it counts nothing on the call
       served: async () => await app.cache.get('item', { group: 'clear-0' }) !== undefined || await app.cache.get('item', { group: last }) !== undefined,
       done: async () => await everyReclaimDone(redis),
       left: async () => await redis.exists('http-cache:{clear-0}:v:item', `http-cache:{${last}}:v:item`)
