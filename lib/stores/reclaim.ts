@@ -5,7 +5,8 @@ export type ReclaimStep = (base: string, reclaimSet: string) => Promise<boolean>
 
 /**
  * Empties, behind the evictions that left them, the reclaim sets of evicted groups (lib/stores/scripts.ts):
- * one group at a time, one short script at a time, so Redis answers other clients between any two.
+ * one group at a time, one short script at a time, so Redis answers other clients between any two. The
+ * walks behind clear() run the same way, one namespace start at a time.
  * No timers: the next step starts when the last one answers, and close() stops at the current step.
  * What is left when the instance dies stays queued in Redis for another instance (see RedisStore).
  */
@@ -18,7 +19,10 @@ export class Reclaimer {
     private readonly pending: (base: string) => Promise<string[]>,
     private readonly step: ReclaimStep,
     private readonly finished: (base: string) => Promise<void>,
-    private readonly log: FastifyBaseLogger
+    private readonly log: FastifyBaseLogger,
+    /** What the log says failed, and under which field it names the base. */
+    private readonly task = 'reclaiming evicted keys',
+    private readonly field = 'group'
   ) {}
 
   /** Queues a group whose reclaim sets need emptying. */
@@ -47,7 +51,7 @@ export class Reclaimer {
         if (!this.closed) await this.finished(base)
       } catch (err) {
         // left queued in Redis: the group's next eviction, or another instance's start, resumes it
-        this.log.warn({ err, group: base }, 'fastify-http-cache: reclaiming evicted keys failed; resumed later')
+        this.log.warn({ err, [this.field]: base }, `fastify-http-cache: ${this.task} failed; resumed later`)
       }
     }
   }

@@ -20,8 +20,10 @@ const MAX_SCANS_PER_PAGE = 4
 // step of its scripts (about 0.1 ms): other clients wait at most about this long. Longer scripts reclaim
 // faster (fewer round trips): 0.75 ms reclaims as fast as 0.5 ms did with steps of 50, with a p99 of 0.9 ms.
 const RECLAIM_BUDGET_US = 750
-// How many groups clear()'s walk evicts at once (about 2 ms of Redis time), and looks at per page.
-const CLEAR_SLICE = 64
+// How many groups' scripts clear()'s walk has in flight at once (about 0.5 ms of Redis time: another
+// client's PING p99 1.7-2.1 ms during a walk of 100,000 groups, against 3.3 ms with 64, for a walk 20-35%
+// longer), and how many groups it looks at per page.
+const CLEAR_SLICE = 16
 const CLEAR_PAGE = 1000
 // How many slots' clear counts clear() moves at once on Cluster.
 const CLEAR_SLOTS = 1024
@@ -111,7 +113,8 @@ export class RedisStore implements Store {
       async (base, set) => await this.reclaimStep(base, set),
       async (base) => await this.unqueue(base),
       opts.log)
-    this.walker = new Reclaimer(async (start) => [start], async (start) => await this.walk(start), async () => {}, opts.log)
+    this.walker = new Reclaimer(async (start) => [start], async (start) => await this.walk(start), async () => {}, opts.log,
+      'the walk behind a clear()', 'namespace')
     // what an instance that died mid-way left: resumed once connected
     if (client.status === 'ready') this.resume()
     else client.once('ready', this.resume)
