@@ -1,18 +1,20 @@
-// The Redis store's Lua scripts. Every script touches only keys of one group (one hash tag), so each
-// runs on one Cluster slot. Scripts that remove or replace keys publish what they removed ('g<group>'
+// The Redis store's Lua scripts. Every script touches only keys of one group (one hash tag) and the clear
+// counts of its slot (see CLEAR), or only a registry (CLEAR on a standalone Redis also moves its count), so
+// each runs on one Cluster slot. Scripts that remove or replace keys publish what they removed ('g<group>'
 // or 'k<key>') on the invalidation channel, atomically with the change: in-process tiers (L1) drop it.
 //
 // A group's generation (key `…g`) is `E` or `E.n`:
-// - E, the epoch, moves on every eviction of the whole group (evictGroup, clear). Every value is
+// - E, the epoch, moves on every eviction of the whole group (evictGroup). Every value is
 //   stamped with the generation it was written under (`g<E>[.n] <bytes>`) and a lookup answers it only
 //   while its E is the group's: an eviction makes all the group's keys unreachable in O(1), and they are
 //   reclaimed behind it in short batches (RECLAIM).
 // - n moves on the evictions of part of the group (delete, deleteUrl, evictTag): a write conditional on
 //   the generation a miss read is refused after any eviction that touched its group (no stale data
 //   resurrected by a slow miss).
-// - E odd: the group is registered in the groups registry that clear() reads. It becomes odd (MARK)
-//   only after the registration, before a miss computes its answer; clear() unregisters a group, then
-//   evicts it to an even E. Writes need an odd E, so a clear either sees a group or fences its writes.
+// - E odd: the group is registered in the groups registry that clear()'s walk reads. It becomes odd
+//   (MARK) only after the registration, before a miss computes its answer; the walk unregisters a group
+//   that has held nothing since the last walk, then evicts it to an even E. Writes need an odd E, so the
+//   registry names every group that holds keys.
 // A group never written has generation '0' (absent key).
 //
 // CLEAR: clear() moves no group. Every namespace start a group is under (lib/keys.ts, startsOf) has a
@@ -20,8 +22,8 @@
 // value is stamped with the sum c of its group's counts (`g<E>[.n]/c`, no `/c` while it is 0) and a
 // lookup answers it only while the sum is the same: a clear() makes a whole namespace unreachable in
 // O(1). A write conditional on the generation a miss read (`E.n/c`) is refused after a clear too. The
-// groups are evicted behind the call (a walk of the groups registry, resumed by another instance when
-// this one dies), which reclaims their keys and lets a group's writes start over registered.
+// groups are walked behind the call (CLEAR_GROUP over the groups registry, resumed by another instance
+// when this one dies), which reclaims their keys and unregisters the groups that hold nothing.
 //
 // FENCE: a tag eviction moves n (to E.n') and moves the tag's keys to a reclaim set in O(1). Until the
 // reclaim has removed them, the group's fence (key `…f`) holds an entry `;E.n',tag` that names the tag
@@ -263,11 +265,10 @@ return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
 // KEYS: index, generation, origins, pending reclaims, fence. ARGV: channel, group, '1' when the walk of a
 // clear() evicts a group it found indexing nothing and unregistered (its epoch becomes even; when it
 // indexes keys again by now, a write came first: nothing is done, and the result is {-1, 0}, so that the
-// walk registers it back instead of evicting what was written since the clear). O(1): the new epoch makes every key of the
-// group unreachable (a fence of the old one is moot); the index moves to a reclaim set named after the
-// new generation, queued for RECLAIM. A group of no more keys than SMALL_GROUP is removed at once
-// instead (as short, and nothing is left to do: many small groups, as clear() meets, cost half the
-// work). Returns {how many keys the index held (expired ones included, those a tag eviction took not),
+// walk registers it back instead of evicting what was written since the clear). O(1): the new epoch
+// makes every key of the group unreachable (a fence of the old one is moot); the index moves to a
+// reclaim set named after the new generation, queued for RECLAIM. A group of no more keys than
+// SMALL_GROUP is removed at once instead (as short, and nothing is left to do). Returns {how many keys the index held (expired ones included, those a tag eviction took not),
 // 1 when the group has reclaim sets queued}.
 export const EVICT_GROUP = GEN + `
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
