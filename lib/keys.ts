@@ -20,6 +20,7 @@
 // A space separates the parts of an entry key: no request target or canonical query contains one.
 // The origin (`http://host`, plus any forwarding headers a handler could reflect) keeps a response
 // built for one host from answering another: no cache poisoning through Host or X-Forwarded-*.
+import calculateSlot from 'cluster-key-slot'
 
 const NAME = /^[\w.:@/+=-]{1,200}$/
 const UNRESERVED = /^[\w.!~*'()-]*$/
@@ -106,6 +107,22 @@ export const originsOf = (base: string): string => base + 'o'
 export const entryPrefixOf = (base: string): string => base + 'e:GET:'
 /** How many times clear() cleared a namespace start (`tag`: a hash tag, one key per Cluster slot). */
 export const clearOf = (start: string, tag = ''): string => tag === '' ? start + 'clear' : `${start}clear:{${tag}}`
+
+export const SLOTS = 16384
+
+/** A hash tag for every Cluster slot: the first base-36 numbers that hash to each (about 170,000 tried). */
+export function slotTags (): string[] {
+  const tags = new Array<string>(SLOTS)
+  for (let i = 0, left = SLOTS; left > 0; i++) {
+    const tag = i.toString(36)
+    const slot = calculateSlot(tag)
+    if (tags[slot] === undefined) {
+      tags[slot] = tag
+      left--
+    }
+  }
+  return tags
+}
 
 /**
  * What follows the origin in an entry key. `asSent` (policy 'http'): the request target with RFC 3986

@@ -1,5 +1,6 @@
 import { test } from 'tap'
-import { ancestors, assertName, generationOf, indexOf, KeyBuilder, normalizeUrl, originsOf, pathOf, tagSetOf, variant } from '../lib/keys.js'
+import calculateSlot from 'cluster-key-slot'
+import { ancestors, assertName, clearOf, generationOf, indexOf, KeyBuilder, normalizeUrl, originsOf, pathOf, slotTags, tagSetOf, variant } from '../lib/keys.js'
 
 // The origin app.inject requests have (light-my-request's default Host); '' with keyOrigin: false.
 const O = 'http://localhost'
@@ -245,4 +246,18 @@ test('paths and their ancestors (autoInvalidate)', async (t) => {
   t.same(ancestors('/spaces/123/items/456'), ['/spaces/123/items/456', '/spaces/123/items', '/spaces/123', '/spaces'])
   t.same(ancestors('/'), [])
   t.same(ancestors('/a'), ['/a'])
+})
+
+test('clear counts: one per namespace level a group is under, and on Cluster one per slot, in that slot', async (t) => {
+  const keys = new KeyBuilder('my:cache')
+  t.same(keys.startsOf(keys.base('g')), ['my:cache:'])
+  t.equal(keys.startsOf(keys.base('g')), keys.startsOf(keys.base('h')), 'the same array outside a namespace')
+  t.same(keys.startsOf(keys.base('g', 'a:b')), ['my:cache:', 'my:cache:a:', 'my:cache:a:b:'])
+  t.same(keys.startsOf(keys.base('g', 'v1')), ['my:cache:', keys.namespaceStart('v1')], 'the starts clear() takes')
+  t.equal(clearOf('my:cache:'), 'my:cache:clear')
+  const tags = slotTags()
+  t.equal(tags.length, 16384)
+  t.ok(tags.every((tag, slot) => calculateSlot(clearOf('my:cache:', tag)) === slot), 'every slot has a count in it')
+  const base = keys.base('products')
+  t.equal(calculateSlot(clearOf('my:cache:', tags[calculateSlot(base)])), calculateSlot(generationOf(base)), 'a group reads the count of its own slot')
 })

@@ -4,9 +4,9 @@ import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { Guard, type GuardOptions } from '../guard.js'
-import { clearOf, entryPrefixOf, generationOf, indexOf, originsOf, tagSetOf, type KeyBuilder } from '../keys.js'
+import { SLOTS, clearOf, entryPrefixOf, generationOf, indexOf, originsOf, slotTags, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
-import { current, registered, tagsHead } from './stamp.js'
+import { cleared, current, registered, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
 import { ADVANCE, CLEAR, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
@@ -27,7 +27,6 @@ const CLEAR_SLICE = 16
 const CLEAR_PAGE = 1000
 // How many slots' clear counts clear() moves at once on Cluster.
 const CLEAR_SLOTS = 1024
-const SLOTS = 16384
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
 
@@ -166,19 +165,9 @@ export class RedisStore implements Store {
     return starts.map((start) => clearOf(start, tag))
   }
 
-  /** A hash tag for every Cluster slot (the first base-36 numbers that hash to each: about 170,000 tried). */
+  /** The slots' hash tags (see slotTags in lib/keys.ts), made once needed: Cluster only. */
   private tagsBySlot (): string[] {
-    if (this.slotTags !== undefined) return this.slotTags
-    const tags = new Array<string>(SLOTS)
-    for (let i = 0, left = SLOTS; left > 0; i++) {
-      const tag = i.toString(36)
-      const slot = calculateSlot(tag)
-      if (tags[slot] === undefined) {
-        tags[slot] = tag
-        left--
-      }
-    }
-    return (this.slotTags = tags)
+    return (this.slotTags ??= slotTags())
   }
 
   /**
@@ -566,13 +555,3 @@ const pendingOf = (base: string): string => base + 'R'
 const idleOf = (base: string): string => base + 'x'
 /** The tag evictions of a group whose values are not all reclaimed yet (see FENCE in lib/stores/scripts.ts). */
 const fenceOf = (base: string): string => base + 'f'
-
-/** The clears of a group as its generation carries them: '/<sum of the counts from replies[from] on>', '' while none. */
-function cleared (replies: Array<Buffer | null>, from: number): string {
-  let sum = 0
-  for (let i = from; i < replies.length; i++) {
-    const count = replies[i]
-    if (count !== null) sum += Number(count.toString())
-  }
-  return sum === 0 ? '' : '/' + String(sum)
-}

@@ -116,6 +116,16 @@ function urlMatches (key: string, prefix: string, origin: string, rest: string):
   return origin === '' || o === origin || o.startsWith(origin + ';')
 }
 
+/** The clears of a group as its generation carries them: '/<sum of the counts from replies[from] on>', '' while none. */
+export function cleared (replies: Array<Buffer | null>, from: number): string {
+  let sum = 0
+  for (let i = from; i < replies.length; i++) {
+    const count = replies[i]
+    if (count !== null) sum += Number(count.toString())
+  }
+  return sum === 0 ? '' : '/' + String(sum)
+}
+
 /** A value as the store keeps it in Redis: stamped with the generation it was written under (and its tags). */
 export const stamped = (generation: string, bytes: Buffer, tags: readonly string[] = []): Buffer =>
   Buffer.concat([Buffer.from(`g${generation}${tagsHead(tags)} `, 'latin1'), bytes])
