@@ -149,10 +149,11 @@ export class RedisStore implements Store {
       const gen = found[1]
       const generation = gen === null ? '0' : gen.toString()
       const clears = cleared(found, 3)
+      const full = generation + clears
       const raw = found[0]
-      const value = raw === null ? null : current(raw, generation + clears, found[2], key, group)
+      const value = raw === null ? null : current(raw, full, found[2], key, group)
       // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
-      if (registered(generation)) return { value, generation: generation + clears }
+      if (registered(generation)) return { value, generation: full }
       return this.registerGroup(group, generation).then((g) => ({ value, generation: g + clears }))
     })
   }
