@@ -13,7 +13,7 @@ const DEFAULT_RESULTS = path.join(__dirname, 'results.json')
 const DEFAULT_OUT = path.join(__dirname, '..', '..', 'docs', 'bench.svg')
 
 // what a row is: this plugin's cached servers, the other caches, and the uncached references
-const PLUGIN = new Set(['memory', 'redis', 'l1', 'miss'])
+const PLUGIN = new Set(['memory', 'memory-ioredis', 'memory-http', 'memory-metrics', 'memory-status', 'redis', 'l1', 'miss'])
 const PEERS = new Set(['apicache-memory', 'apicache-redis', 'lcache'])
 const COLORS = { plugin: '#2f6fdf', peer: '#e08a1e', reference: '#8a8f98' }
 

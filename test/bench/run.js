@@ -7,6 +7,8 @@
 //   slow-q           the slow route, uncached, every request with a unique query string (?n=<counter>)
 //   memory           the slow route cached by the plugin on its in-memory store (HITs only)
 //   memory-ioredis   the same in an app that loaded ioredis for a client of its own, memory store (HITs only)
+//   memory-http      the memory HIT under policy: 'http' (freshness from the handler's Cache-Control)
+//   memory-metrics   the memory HIT with metrics on (prom-client)
 //   redis            the slow route cached by the plugin on Redis (a throwaway redis-server; HITs only)
 //   l1               the same with the plugin's in-process tier, l1: { maxBytes: 64 MiB, ttl: 60 } (HITs only)
 //   miss             the slow route cached on Redis, every request a unique URL: a MISS that stores.
@@ -35,6 +37,10 @@
 //                      rate puts a slower machine's servers near saturation, where the p99 is its stalls
 //   BENCH_LATENCY_ROUNDS  rounds of those runs (5: a p99 is the median of the rounds', robust to two runs
 //                      hit by a stall of the machine)
+//   BENCH_WRK          the HIT servers at saturation again, loaded by wrk (a load generator written in C):
+//                      "auto" (default) when wrk is on PATH, 1 (required), 0 (off). At 30,000 req/s
+//                      autocannon uses most of its own core, so the ratios between the fastest servers
+//                      are partly its limit; wrk's rounds are the cross-check (BENCH_ROUNDS of them)
 //   BENCH_SERVER_CPU   core of the servers (0)            BENCH_CLIENT_CPU  core of autocannon (1)
 //   BENCH_REDIS_CPU    core(s) of redis-server, e.g. "1" or "0,1" (default: not pinned)
 //   BENCH_PIN=0        no pinning                          REDIS_SERVER_BIN  redis-server binary (redis-server on PATH)
@@ -78,6 +84,8 @@ const SERVERS = [
   { id: 'slow-q', kind: 'slow', label: 'same, uncached, unique query per req', check: 'none', unique: true },
   { id: 'memory', kind: 'memory', label: 'slow route cached, memory store, HIT', check: 'hit', xcache: true },
   { id: 'memory-ioredis', kind: 'memory-ioredis', label: 'same, app with an ioredis client, memory HIT', check: 'hit', xcache: true, redis: true },
+  { id: 'memory-http', kind: 'memory-http', label: "same, policy: 'http', memory HIT", check: 'hit', xcache: true },
+  { id: 'memory-metrics', kind: 'memory-metrics', label: 'same, metrics on, memory HIT', check: 'hit', xcache: true },
   { id: 'redis', kind: 'redis', label: 'slow route cached, Redis store, HIT', check: 'hit', xcache: true, redis: true },
   { id: 'l1', kind: 'l1', label: 'slow route cached, Redis + L1, HIT', check: 'hit', xcache: true, redis: true },
   { id: 'miss', kind: 'miss', label: 'slow route cached, Redis, every req MISS', check: 'miss', xcache: true, redis: true, unique: true },
@@ -119,12 +127,22 @@ function readConfig () {
     quietWait: intEnv('BENCH_QUIET_WAIT', 30, 0),
     latencyRate: process.env.BENCH_LATENCY_RATE === undefined || process.env.BENCH_LATENCY_RATE === '' ? 'auto' : intEnv('BENCH_LATENCY_RATE', 0, 0),
     latencyRounds: intEnv('BENCH_LATENCY_ROUNDS', 5),
+    wrk: wrkSetting(),
     serverCpu: cpuEnv('BENCH_SERVER_CPU', '0'),
     clientCpu: cpuEnv('BENCH_CLIENT_CPU', '1'),
     redisCpu: cpuEnv('BENCH_REDIS_CPU', undefined),
     redisBin: redisBin(),
     servers: SERVERS.filter((s) => only === null || only.has(s.id))
   }
+}
+
+function wrkSetting () {
+  const raw = process.env.BENCH_WRK ?? 'auto'
+  if (!['auto', '0', '1'].includes(raw)) throw new Error(`BENCH_WRK must be auto, 0 or 1, got ${JSON.stringify(raw)}`)
+  if (raw === '0') return false
+  const found = spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined
+  if (raw === '1' && !found) throw new Error('BENCH_WRK=1 but wrk is not on PATH (apt-get install wrk)')
+  return found
 }
 
 // ---- pinning ----------------------------------------------------------------------------------
@@ -344,6 +362,36 @@ async function atSameLoad (server, cfg, watch) {
   return { ...r, foreign: cpu.foreign, client: cpu.client, server: cpu.pids[0] ?? NaN, redis: cpu.pids[1] ?? NaN }
 }
 
+// The servers measured again at saturation by wrk: one URL each (no per-request URLs), no MISS rows
+const WRK_IDS = new Set(['bare', 'memory', 'memory-ioredis', 'memory-http', 'memory-metrics', 'redis', 'l1', 'proto-map', 'proto-redis'])
+
+/** wrk at saturation (the CPU of this process's affinity: the client's core), parsed into a run. */
+async function wrkLoad (server, cfg, pin) {
+  const child = launch(pin, cfg.clientCpu, 'wrk', ['-t1', `-c${cfg.connections}`, `-d${cfg.duration}s`, '--latency', server.url], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (chunk) => { out += chunk })
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  const total = /(\d+) requests in ([\d.]+)(m?s)/.exec(out)
+  if (code !== 0 || total === null) throw new Error(`wrk failed on ${server.id} (exit ${code}): ${out.slice(-500)}`)
+  const seconds = Number(total[2]) / (total[3] === 'ms' ? 1000 : 1)
+  const at = (p) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out)
+    return m === null ? NaN : Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]]
+  }
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+  return {
+    rps: Number(total[1]) / seconds,
+    p50: at(50),
+    p99: at(99),
+    ok: Number(total[1]) - non2xx,
+    errors: socket === null ? 0 : socket.slice(1).reduce((n, x) => n + Number(x), 0),
+    non2xx,
+    foreign: NaN // not accounted: wrk is a child that has exited by the second snapshot
+  }
+}
+
 // ---- report -----------------------------------------------------------------------------------
 
 const int = (n) => Number.isNaN(n) ? '-' : Math.round(n).toLocaleString('en-US')
@@ -358,8 +406,9 @@ function table (rows, header) {
   return [line(header), rule, ...rows.map(line)].join('\n')
 }
 
-// The servers whose p99 the issue bounds, measured again at one request rate
-const LATENCY_IDS = ['bare', 'memory', 'redis', 'l1']
+// The servers whose p99 the issue bounds, measured again at one request rate, and the Redis prototype:
+// what one Redis round trip per HIT costs the tail on this machine, whoever makes it
+const LATENCY_IDS = ['bare', 'memory', 'redis', 'l1', 'proto-redis']
 
 function sameLoad (runs, bareRuns, rate) {
   const p99 = median(runs.map((r) => r.p99))
@@ -442,6 +491,16 @@ function targets (byId) {
   rel('L1 HIT >= 0.97× memory HIT', 'l1', 'memory', 0.97)
   rel('memory HIT in an app with ioredis loaded >= the L1 HIT', 'memory-ioredis', 'l1', 1)
   rel('Redis HIT >= 1.05× the Redis prototype', 'redis', 'proto-redis', 1.05)
+  rel("HIT under policy 'http' >= 0.97× the memory HIT (at most 3% more)", 'memory-http', 'memory', 0.97)
+  rel('HIT with metrics on >= 0.97× the memory HIT (at most 3% more)', 'memory-metrics', 'memory', 0.97)
+  // the same ratios from wrk's rounds, where the load generator is not the limit
+  for (const [a, b, min, name] of [['memory', 'bare', 0.90, 'memory HIT >= 0.90× bare'], ['l1', 'bare', 0.90, 'L1 HIT >= 0.90× bare'], ['l1', 'memory', 0.97, 'L1 HIT >= 0.97× memory HIT'],
+    ['memory-ioredis', 'l1', 1, 'memory HIT in an app with ioredis loaded >= the L1 HIT'], ['redis', 'proto-redis', 1.05, 'Redis HIT >= 1.05× the Redis prototype'],
+    ['memory-http', 'memory', 0.97, "HIT under policy 'http' >= 0.97× the memory HIT"], ['memory-metrics', 'memory', 0.97, 'HIT with metrics on >= 0.97× the memory HIT']]) {
+    if (fig(a)?.wrk === undefined || fig(b)?.wrk === undefined) continue
+    const v = pairedRatio(fig(a).wrk.rounds, fig(b).wrk.rounds)
+    out.push({ name: `${name} (wrk)`, value: v, met: v >= min, text: `${v.toFixed(2)}× (${int(fig(a).wrk.rps)} vs ${int(fig(b).wrk.rps)} req/s; target >= ${min.toFixed(2)}×)` })
+  }
   add('server CPU per MISS <= 1.15× the Redis prototype (miss vs proto-miss)', ['miss', 'proto-miss'], (m, p) => {
     const v = cpuPerRequest(m) / cpuPerRequest(p)
     return { value: v, met: v <= 1.15, text: `${v.toFixed(2)}× (${cpuPerRequest(m).toFixed(1)} vs ${cpuPerRequest(p).toFixed(1)} µs per request)` }
@@ -471,7 +530,9 @@ function targets (byId) {
         return { value: v, met: v <= 1.5, text: `${saturated}; no same-load runs (BENCH_LATENCY_RATE=0)` }
       }
       const v = h.sameLoad.p99Ratio
-      return { value: v, met: v <= 1.5, text: `${v.toFixed(2)}× (${ms(h.sameLoad.p99)} vs ${ms(b.sameLoad.p99)} ms at ${int(h.sameLoad.rate)} req/s); ${saturated}` }
+      const proto = id === 'redis' ? fig('proto-redis')?.sameLoad : undefined
+      const beside = proto === undefined ? '' : `; the Redis prototype ${proto.p99Ratio.toFixed(2)}× (${ms(proto.p99)} ms) in the same runs`
+      return { value: v, met: v <= 1.5, text: `${v.toFixed(2)}× (${ms(h.sameLoad.p99)} vs ${ms(b.sameLoad.p99)} ms at ${int(h.sameLoad.rate)} req/s)${beside}; ${saturated}` }
     })
   }
   return out
@@ -617,13 +678,24 @@ async function main () {
     }
   }
   for (const [id, rs] of atRate) results.set(id + '@rate', rs) // counted by the checks below
+  const wrkServers = cfg.wrk ? servers.filter((s) => WRK_IDS.has(s.id)) : []
+  for (let round = 0; round < cfg.rounds && wrkServers.length > 0; round++) {
+    for (let i = 0; i < wrkServers.length; i++) {
+      const server = wrkServers[(i + round) % wrkServers.length]
+      await waitQuiet(cfg.maxForeign, cfg.quietWait * 1000)
+      const r = await wrkLoad(server, cfg, pin)
+      if (!results.has(server.id + '@wrk')) results.set(server.id + '@wrk', [])
+      results.get(server.id + '@wrk').push(r)
+      log(`wrk ${round + 1}/${cfg.rounds}  ${server.id.padEnd(16)} ${int(r.rps).padStart(7)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms`)
+    }
+  }
   const statsAfter = await Promise.all(servers.map(serverStats))
 
   // did every measured request do what the row says?
   const problems = new Map()
   for (let i = 0; i < servers.length; i++) {
     const s = servers[i]
-    const rs = [...results.get(s.id), ...(results.get(s.id + '@rate') ?? [])]
+    const rs = [...results.get(s.id), ...(results.get(s.id + '@rate') ?? []), ...(results.get(s.id + '@wrk') ?? [])]
     const errors = rs.reduce((n, r) => n + r.errors, 0)
     const non2xx = rs.reduce((n, r) => n + r.non2xx, 0)
     const ok = rs.reduce((n, r) => n + r.ok, 0)
@@ -656,9 +728,11 @@ async function main () {
     }
     const sum = summarize(s, results.get(s.id), bare)
     if (atRate.has(s.id)) sum.sameLoad = sameLoad(atRate.get(s.id), atRate.get('bare'), cfg.latencyRate)
+    const byWrk = results.get(s.id + '@wrk')
+    if (byWrk !== undefined) sum.wrk = { rps: median(byWrk.map((r) => r.rps)), p99: median(byWrk.map((r) => r.p99)), rpsRatio: pairedRatio(byWrk, results.get('bare@wrk') ?? []), rounds: byWrk }
     if (problems.has(s.id)) sum.problem = problems.get(s.id)
     const i = servers.findIndex((x) => x.id === s.id)
-    sum.gc = gcPerRequest(statsBefore[i].gc, statsAfter[i].gc, [...results.get(s.id), ...(results.get(s.id + '@rate') ?? [])])
+    sum.gc = gcPerRequest(statsBefore[i].gc, statsAfter[i].gc, [...results.get(s.id), ...(results.get(s.id + '@rate') ?? []), ...(results.get(s.id + '@wrk') ?? [])])
     summaries.push(sum)
     rows.push([s.label + (problems.has(s.id) ? ' (!)' : ''), int(sum.rps), ratio(sum.rpsRatio), ms(sum.p50), ms(sum.p99), ratio(sum.p99Ratio),
       pct(sum.serverCpu), sum.rounds.map((r) => int(r.rps)).join(' / ')])
@@ -709,6 +783,12 @@ async function main () {
   if (latencyRows.length > 0) {
     console.log(`\nlatency at the same load: ${int(cfg.latencyRate)} req/s asked of each (open loop), medians of ${cfg.latencyRounds} runs`)
     console.log(table(latencyRows, ['server', 'req/s', 'p50 ms', 'p99 ms', 'p99 × bare', 'server CPU']))
+  }
+  const wrkRows = summaries.filter((s) => s.wrk !== undefined).map((s) => [s.label, int(s.wrk.rps), ratio(s.wrk.rpsRatio), ms(s.wrk.p99), s.wrk.rounds.map((r) => int(r.rps)).join(' / ')])
+  if (wrkRows.length > 0) {
+    const clientShare = median(summaries.filter((s) => s.wrk !== undefined && s.rounds !== undefined).flatMap((s) => s.rounds.map((r) => r.client)).filter((n) => !Number.isNaN(n)))
+    console.log(`\nthe HIT servers at saturation loaded by wrk (autocannon used ${pct(clientShare)} of its core in their rounds above), medians of ${cfg.rounds} rounds`)
+    console.log(table(wrkRows, ['server', 'req/s', '× bare', 'p99 ms', 'req/s per round']))
   }
   const gcRows = summaries.filter((s) => s.gc !== undefined).map((s) => [s.label, ms(s.gc.minorUs), String(s.gc.minorCount), ms(s.gc.minorAvgMs), ms(s.gc.majorUs), String(s.gc.majorCount), ms(cpuPerRequest(s))])
   if (gcRows.length > 0) {

@@ -9,6 +9,9 @@
 //   memory           the slow route cached by this plugin, in-memory store
 //   memory-ioredis   the same in an app that has loaded ioredis and connected a client of its own (as any app
 //                    using Redis for something else), still caching on the memory store             (needs the URL)
+//   memory-http      the memory HIT under policy: 'http' (the handler's Cache-Control: max-age=3600 says how long)
+//   memory-metrics   the memory HIT with metrics on (a prom-client registry of its own)
+//   memory-status    the memory HIT with cacheStatus on (RFC 9211 Cache-Status)
 //   redis            the slow route cached by this plugin on Redis                          (needs the URL)
 //   l1               the same with the in-process tier l1: { maxBytes: 64 MiB, ttl: 60 }     (needs the URL)
 //   miss             the slow route cached by this plugin on Redis, loaded with unique URLs (every request a
@@ -24,9 +27,9 @@
 //                    a floor for what any HIT costs, not a peer
 //   proto-redis      the same prototype on Redis: onRequest -> GET -> msgpackr -> reply.send            (needs the URL)
 //   proto-miss       proto-redis loaded with unique URLs: GET finds nothing, the handler runs, SET stores (needs the URL)
-// GET /stats answers {"runs": <handler runs>, "xcache": {...}, "gc": {...}} so the parent can tell HITs from
-// MISSes; gc: {minor: {count, ms}, major: {count, ms}}, the pauses of young- and old-generation collections
-// so far (perf_hooks GC entries).
+// GET /stats answers {"runs": <handler runs>, "xcache": {...}, "gc": {...}, "cpu": µs} so the parent can tell
+// HITs from MISSes; gc: {minor: {count, ms}, major: {count, ms}}, the pauses of young- and old-generation
+// collections so far (perf_hooks GC entries); cpu: the process's CPU time so far.
 // Prints one JSON line {"port": n} on stdout once listening, or {"error": "..."} when it cannot start;
 // exits when stdin closes (the parent went away) or on SIGTERM/SIGINT.
 
@@ -37,7 +40,9 @@ const { loadPlugin } = require('./common.js')
 const SLOW_MS = 5
 const TTL = 3600 // long enough that no entry expires during a run: every measured request is a HIT
 const L1 = { maxBytes: 64 * 1024 * 1024, ttl: 60 }
-const KINDS = ['bare', 'object', 'slow', 'memory', 'memory-ioredis', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache', 'uncached', 'ioredis', 'proto-map', 'proto-redis', 'proto-miss']
+// the origin's validator of the memory-http kind
+const ETAG = `"${require('node:crypto').createHash('sha1').update(text).digest('base64url').slice(0, 20)}"`
+const KINDS = ['bare', 'object', 'slow', 'memory', 'memory-ioredis', 'memory-http', 'memory-metrics', 'memory-status', 'redis', 'l1', 'miss', 'apicache-memory', 'apicache-redis', 'lcache', 'uncached', 'ioredis', 'proto-map', 'proto-redis', 'proto-miss']
 const NEEDS_REDIS = new Set(['memory-ioredis', 'redis', 'l1', 'miss', 'apicache-redis', 'uncached', 'ioredis', 'proto-redis', 'proto-miss'])
 const WHO = 'test/bench/server.js'
 
@@ -78,11 +83,14 @@ async function fastifyServer (kind, redisUrl) {
     app.addHook('onClose', async () => { other.disconnect() })
     await other.ping()
   }
-  if (kind === 'memory' || kind === 'memory-ioredis' || kind === 'redis' || kind === 'l1' || kind === 'miss' || kind === 'uncached') {
+  if (kind.startsWith('memory') || kind === 'redis' || kind === 'l1' || kind === 'miss' || kind === 'uncached') {
     const httpCache = loadPlugin(WHO)
     // miss: a prefix of its own, so its entries share nothing with the redis server's on the same Redis
-    const options = kind === 'memory' || kind === 'memory-ioredis' ? {} : kind === 'miss' ? { redis: redisUrl, prefix: 'bench-miss' } : { redis: redisUrl }
+    const options = kind.startsWith('memory') ? {} : kind === 'miss' ? { redis: redisUrl, prefix: 'bench-miss' } : { redis: redisUrl }
     if (kind === 'l1') options.l1 = L1
+    if (kind === 'memory-http') options.policy = 'http'
+    if (kind === 'memory-metrics') options.metrics = { registry: new (require('prom-client').Registry)() }
+    if (kind === 'memory-status') options.cacheStatus = true
     await app.register(httpCache, options)
   } else if (kind === 'ioredis') {
     // what any app using Redis loads: the baseline of the uncached kind
@@ -101,7 +109,11 @@ async function fastifyServer (kind, redisUrl) {
     })
   }
 
-  app.get('/stats', async () => stats)
+  // cpu: this process's CPU time so far in µs (process.cpuUsage: finer than /proc's 10 ms ticks)
+  app.get('/stats', async () => {
+    const { user, system } = process.cpuUsage()
+    return { ...stats, cpu: user + system }
+  })
 
   if (kind === 'bare' || kind === 'uncached' || kind === 'ioredis') {
     app.get('/', async (request, reply) => {
@@ -120,9 +132,12 @@ async function fastifyServer (kind, redisUrl) {
       return body
     })
   } else {
-    const config = kind === 'slow' || kind === 'lcache' ? {} : { cache: { ttl: kind === 'miss' ? 600 : TTL } }
-    app.get('/', { config }, async () => {
+    // under policy 'http' the response's Cache-Control says how long, the same TTL as the others'
+    const config = kind === 'slow' || kind === 'lcache' ? {} : { cache: kind === 'memory-http' ? {} : { ttl: kind === 'miss' ? 600 : TTL } }
+    app.get('/', { config }, async (request, reply) => {
       await slowWork()
+      // and its ETag: the HIT then sends the headers the 'ttl' policy's does
+      if (kind === 'memory-http') reply.header('cache-control', `max-age=${TTL}`).header('etag', ETAG)
       return body
     })
   }

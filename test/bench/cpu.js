@@ -1,9 +1,15 @@
 'use strict'
 
-// npm run bench:miss: server CPU per MISS at a fixed request rate, the plugin against the issue's Redis
-// prototype (proto-miss), and builds of the plugin against each other. At saturation (npm run bench) a
-// MISS server's CPU share and rate both move with the machine's speed, by more than a change to the MISS
-// path; at a fixed rate each server does the same work per second, so its CPU time per request compares.
+// Server CPU per request at a fixed request rate, servers side by side:
+//   npm run bench:miss   every request a MISS: the plugin against the issue's Redis prototype (proto-miss),
+//                        and builds of the plugin against each other
+//   npm run bench:hit    (--hit) every request a HIT of the same URL: the memory store's HIT against the
+//                        same HIT under policy 'http', with metrics and Cache-Status on, on the L1 tier,
+//                        in an app with ioredis loaded, and the bare route (HIT_KINDS, server.js kinds;
+//                        the first is the reference of the ratios)
+// At saturation (npm run bench) a server's CPU share and rate both move with the machine's speed, by more
+// than a change to one path; at a fixed rate each server does the same work per second, so its CPU time
+// per request compares.
 // Every server (server.js, kind miss or proto-miss) runs in its own process pinned to one core (taskset)
 // with redis-server and the load generator (autocannon, every request a new URL) on the other. Each
 // round loads the servers one after the other, in an order rotated per round; a ratio is the median of
@@ -16,20 +22,35 @@
 //                   HTTP_CACHE_DIST); default "plugin=dist" (npm run build)
 //   MISS_RATE       req/s per server (2000)      MISS_DURATION  seconds per run (4)
 //   MISS_ROUNDS     rounds (8)                   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  cores (0 / 1)
+//   HIT_KINDS       --hit: the servers, kind or name=kind (memory,control=memory,memory-http,memory-metrics,
+//                   l1,memory-ioredis,bare: control is a second memory server, the noise floor of a ratio)
+//   HIT_RATE        --hit: req/s per server (10000); MISS_DURATION and MISS_ROUNDS as above
 
 const { spawn, spawnSync } = require('node:child_process')
 const path = require('node:path')
 const readline = require('node:readline')
 const autocannon = require('autocannon')
-const { startRedisServer, machine, describeMachine, median, intEnv, ticksOf } = require('./common.js')
+const { startRedisServer, machine, describeMachine, median, intEnv } = require('./common.js')
 
-const WHO = 'test/bench/miss.js'
-const RATE = intEnv('MISS_RATE', 2000)
+const WHO = 'test/bench/cpu.js'
+const HIT = process.argv.includes('--hit')
+const RATE = HIT ? intEnv('HIT_RATE', 10000) : intEnv('MISS_RATE', 2000)
+const WHAT = HIT ? 'HIT' : 'MISS'
 const DURATION = intEnv('MISS_DURATION', 4)
 const ROUNDS = intEnv('MISS_ROUNDS', 8)
 const SERVER_CPU = process.env.BENCH_SERVER_CPU ?? '0'
 const CLIENT_CPU = process.env.BENCH_CLIENT_CPU ?? '1'
-const TICK_US = 10_000 // USER_HZ 100
+
+function servers () {
+  if (!HIT) return [...builds(), { name: 'proto-miss', kind: 'proto-miss' }]
+  // name=kind runs a kind twice: a second memory server is the control, its ratio the noise between
+  // two processes running the same code
+  const spec = process.env.HIT_KINDS ?? 'memory,control=memory,memory-http,memory-metrics,l1,memory-ioredis,bare'
+  return spec.split(',').map((k) => k.trim()).filter(Boolean).map((item) => {
+    const at = item.indexOf('=')
+    return at < 0 ? { name: item, kind: item } : { name: item.slice(0, at), kind: item.slice(at + 1) }
+  })
+}
 
 function builds () {
   const spec = process.env.MISS_BUILDS ?? `plugin=${path.join(__dirname, '..', '..', 'dist')}`
@@ -73,49 +94,52 @@ async function stats (server) {
   return await res.json()
 }
 
-/** One run at RATE: server CPU µs per response, GC pause µs per response, and whether every one was a MISS. */
+/**
+ * One run at RATE: server CPU µs per response, GC pause µs per response, and whether every one was what
+ * the mode measures (a MISS; a HIT: the handler did not run; the bare route: answered 2xx).
+ */
 async function run (server, seconds) {
   const before = await stats(server)
   const promoted = server.gc.promoted
-  const ticks = ticksOf(server.child.pid)
   const result = await new Promise((resolve, reject) => {
     autocannon({
       url: `${server.url}/`,
       duration: seconds,
       connections: 50,
       overallRate: RATE,
-      requests: [{ setupRequest: (req) => ({ ...req, path: `/?n=${server.name}-${server.sequence++}` }) }]
+      requests: HIT ? undefined : [{ setupRequest: (req) => ({ ...req, path: `/?n=${server.name}-${server.sequence++}` }) }]
     }, (err, res) => err ? reject(err) : resolve(res))
   })
-  const cpu = (ticksOf(server.child.pid) - ticks) * TICK_US
   const after = await stats(server)
+  // the server's own process.cpuUsage() in µs: finer than /proc's 10 ms ticks
+  const cpu = after.cpu - before.cpu
   const n = result.requests.total
   const misses = (after.xcache.MISS ?? 0) - (before.xcache.MISS ?? 0)
+  const clean = result.non2xx === 0 && result.errors === 0
   return {
     rps: n / result.duration,
     cpuUs: cpu / n,
     minorUs: (after.gc.minor.ms - before.gc.minor.ms) * 1000 / n,
     majorUs: (after.gc.major.ms - before.gc.major.ms) * 1000 / n,
     promotedB: (server.gc.promoted - promoted) / n,
-    allMisses: misses >= n && result.non2xx === 0 && result.errors === 0
+    measured: clean && (!HIT ? misses >= n : server.kind === 'bare' || after.runs === before.runs)
   }
 }
 
 async function main () {
-  const servers = [...builds(), { name: 'proto-miss', kind: 'proto-miss' }]
   const mach = machine()
   const redis = await startRedisServer({ launch: (cmd, args, options) => pinned(CLIENT_CPU, cmd, args, options) })
   const started = []
   try {
-    for (const s of servers) started.push(await start(s, redis.url))
+    for (const s of servers()) started.push(await start(s, redis.url))
     spawnSync('taskset', ['-a', '-p', '-c', CLIENT_CPU, String(process.pid)], { stdio: 'ignore' })
-    for (const s of started) await run(s, 2) // warm-up
+    for (const s of started) await run(s, 2) // warm-up (and the HIT servers' one MISS)
     for (let round = 0; round < ROUNDS; round++) {
       const line = []
       for (let i = 0; i < started.length; i++) {
         const s = started[(i + round) % started.length]
         const r = await run(s, DURATION)
-        if (!r.allMisses) throw new Error(`${s.name}: not every response of round ${round + 1} was a MISS answered 2xx`)
+        if (!r.measured) throw new Error(`${s.name}: not every response of round ${round + 1} was a ${s.kind === 'bare' ? 'response' : WHAT} answered 2xx`)
         s.runs.push(r)
         line.push(`${s.name} ${r.cpuUs.toFixed(1)} µs`)
       }
@@ -131,18 +155,20 @@ async function main () {
     }))
     redis.child.kill('SIGKILL')
   }
-  const proto = started[started.length - 1]
-  console.log(`\nserver CPU per MISS at ${RATE} req/s (every URL new), ${ROUNDS} rounds × ${DURATION} s, medians`)
+  // the ratios' reference: the prototype for MISSes, the first kind for HITs
+  const ref = HIT ? started[0] : started[started.length - 1]
+  console.log(`\nserver CPU per ${WHAT} at ${RATE} req/s (${HIT ? 'one URL' : 'every URL new'}), ${ROUNDS} rounds × ${DURATION} s, medians`)
   console.log(describeMachine(mach))
-  console.log('| server | req/s | CPU µs/MISS | × proto-miss (median of rounds) | young-gen pause µs/MISS | full GC µs/MISS | promoted B/MISS |')
+  console.log(`| server | req/s | CPU µs/${WHAT} | × ${ref.name} (median of rounds) | young-gen pause µs/${WHAT} | full GC µs/${WHAT} | promoted B/${WHAT} |`)
   console.log('|---|--:|--:|--:|--:|--:|--:|')
   for (const s of started) {
-    const ratio = median(s.runs.map((r, i) => r.cpuUs / proto.runs[i].cpuUs))
+    const ratio = median(s.runs.map((r, i) => r.cpuUs / ref.runs[i].cpuUs))
     const m = (key) => median(s.runs.map((r) => r[key]))
     console.log(`| ${s.name} | ${Math.round(m('rps'))} | ${m('cpuUs').toFixed(1)} | ${ratio.toFixed(3)} | ${m('minorUs').toFixed(2)} | ${m('majorUs').toFixed(2)} | ${Math.round(m('promotedB'))} |`)
   }
-  for (const a of started.slice(0, -1)) {
-    for (const b of started.slice(0, -1)) {
+  const builds = HIT ? [] : started.slice(0, -1)
+  for (const a of builds) {
+    for (const b of builds) {
       if (a === b) continue
       console.log(`${a.name} / ${b.name}: ${median(a.runs.map((r, i) => r.cpuUs / b.runs[i].cpuUs)).toFixed(3)} (median of per-round ratios)`)
     }
