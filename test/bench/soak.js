@@ -4,7 +4,9 @@
 // stopped underneath it. Nothing may fail: a cache outage must be invisible to clients except in latency.
 //   - a Fastify app (its own process, node --expose-gc) with cached GET routes in two groups (alpha, beta;
 //     one with a 1 s ttl) and POST routes that evict a group (config: { cache: { evict: 'alpha' } })
-//   - SOAK_CONCURRENCY (20) client loops over keep-alive HTTP, 0.5% of requests evicting writes (SOAK_WRITE_PERCENT)
+//   - SOAK_CONCURRENCY (20) client loops over keep-alive HTTP, 0.5% of requests evicting writes (SOAK_WRITE_PERCENT),
+//     0.05% a POST /clear that calls fastify.cache.clear() (SOAK_CLEAR_PERCENT): a write to every group, whose
+//     groups a walk then evicts behind the call
 //   - a second instance of the app on the same Redis, read by SOAK_CONCURRENCY / 2 loops of GETs only: it
 //     never hears of the writes but through Redis
 //   - every ~15 s (a quarter of the run when it is shorter) Redis is SIGKILLed and started again on the
@@ -48,7 +50,7 @@ async function serve (redisPort) {
   const options = { redis: `redis://127.0.0.1:${redisPort}`, timeout: 100 }
   if (process.env.SOAK_L1 === '1') options.l1 = { maxBytes: 64 * 1024 * 1024, ttl: 60 }
   await app.register(httpCache, options)
-  const runs = { get: 0, post: 0 }
+  const runs = { get: 0, post: 0, clear: 0 }
   const work = async () => { await sleep(1) }
   const item = (group) => async (request) => {
     runs.get++
@@ -64,6 +66,14 @@ async function serve (redisPort) {
   app.get('/alpha', { config: { cache: { group: 'alpha', ttl: 60 } } }, list('alpha'))
   app.get('/beta/:id', { config: { cache: { group: 'beta', ttl: 60 } } }, item('beta'))
   app.get('/beta-short/:id', { config: { cache: { group: 'beta', ttl: 1 } } }, item('beta'))
+  // answered whether or not the clear reached Redis: a failed one is kept and replayed, and until then this
+  // instance serves nothing it covers (as for the routes' evictions, which answer all the same)
+  app.post('/clear', async () => {
+    runs.post++
+    runs.clear++
+    await app.cache.clear().catch(() => {})
+    return { ok: true }
+  })
   for (const group of ['alpha', 'beta']) {
     app.post(`/${group}`, { config: { cache: { evict: group } } }, async (request) => {
       runs.post++
@@ -158,8 +168,9 @@ function request (agent, port, method, url, body) {
   })
 }
 
-function pick (writePercent) {
+function pick (writePercent, clearPercent) {
   const r = Math.random() * 100
+  if (r < clearPercent) return ['POST', '/clear']
   const group = Math.random() < 0.5 ? 'alpha' : 'beta'
   if (r < writePercent) return ['POST', `/${group}`, { n: Math.floor(Math.random() * 1000) }]
   const id = Math.floor(Math.random() * IDS)
@@ -171,13 +182,13 @@ function pick (writePercent) {
  * `concurrency` loops of requests until `until()` says stop; every answer goes to `record`, every HIT that
  * predates a write its client could know of to `stale` (the write's eviction did not happen).
  */
-async function runLoad ({ port, concurrency, writePercent, until, record, stale, t0, written = { alpha: 0, beta: 0 } }) {
+async function runLoad ({ port, concurrency, writePercent, clearPercent = 0, until, record, stale, t0, written = { alpha: 0, beta: 0 } }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
   // per group: the latest start (epoch ms) of a write that has answered 2xx (shared by the instances' loads)
   const loop = async () => {
     while (!until()) {
-      const [method, url, body] = pick(writePercent)
-      const group = url.startsWith('/alpha') ? 'alpha' : 'beta'
+      const [method, url, body] = pick(writePercent, clearPercent)
+      const group = url === '/clear' ? undefined : url.startsWith('/alpha') ? 'alpha' : 'beta'
       const knownWrite = written[group]
       const sent = Date.now()
       const r = await request(agent, port, method, url, body)
@@ -185,7 +196,8 @@ async function runLoad ({ port, concurrency, writePercent, until, record, stale,
       record(`${method} ${url}`, r.ms, at, r.status, r.xcache, r.err)
       if (r.err !== undefined || r.status < 200 || r.status > 299) continue
       if (method === 'POST') {
-        written[group] = Math.max(written[group], sent)
+        // a clear() is a write to every group
+        for (const g of group === undefined ? ['alpha', 'beta'] : [group]) written[g] = Math.max(written[g], sent)
       } else if (r.xcache === 'HIT' && stale !== undefined) {
         // computed (handler ran) before a write that had answered before this read was sent
         const computed = JSON.parse(r.text).at
@@ -233,6 +245,8 @@ async function main () {
   const concurrency = intEnv('SOAK_CONCURRENCY', 20)
   const writePercent = Number(process.env.SOAK_WRITE_PERCENT ?? 0.5)
   if (!(writePercent >= 0 && writePercent <= 100)) throw new Error(`SOAK_WRITE_PERCENT must be a number from 0 to 100, got ${JSON.stringify(process.env.SOAK_WRITE_PERCENT)}`)
+  const clearPercent = Number(process.env.SOAK_CLEAR_PERCENT ?? 0.05)
+  if (!(clearPercent >= 0 && clearPercent <= 100)) throw new Error(`SOAK_CLEAR_PERCENT must be a number from 0 to 100, got ${JSON.stringify(process.env.SOAK_CLEAR_PERCENT)}`)
   const every = Math.min(15, seconds / 4) * 1000
   const log = (msg) => process.stderr.write(msg + '\n')
 
@@ -278,7 +292,7 @@ async function main () {
       if (phase.ended === undefined || at < phase.ended) phase.staleDuring = (phase.staleDuring ?? 0) + 1
     }
     const written = { alpha: 0, beta: 0 }
-    const load = runLoad({ port: server.port, concurrency, writePercent, until: () => done, record, stale, t0, written })
+    const load = runLoad({ port: server.port, concurrency, writePercent, clearPercent, until: () => done, record, stale, t0, written })
     // the second instance: its stale HITs by how long after Redis was back they were served
     const other = new Recorder()
     const staleOther = (what, at, age) => {
@@ -331,7 +345,7 @@ async function main () {
     const s = total.summary()
     const so = other.summary()
     const m = machine()
-    console.log(`\nfastify-http-cache soak: ${seconds} s, ${concurrency} concurrent clients (keep-alive), ${writePercent}% evicting writes, Redis timeout 100 ms` +
+    console.log(`\nfastify-http-cache soak: ${seconds} s, ${concurrency} concurrent clients (keep-alive), ${writePercent}% evicting writes, ${clearPercent}% clear(), Redis timeout 100 ms` +
       (process.env.SOAK_L1 === '1' ? ', L1 tier on' : ''))
     console.log(describeMachine(m))
     console.log('\nfaults:')
@@ -358,7 +372,7 @@ async function main () {
     for (const e of other.staleSamples) console.log(`  ${e}`)
     for (const e of other.errorSamples) console.log(`  ${e}`)
     console.log(`hit ratio of GETs: ${(s.hitRatio * 100).toFixed(1)}% (${Object.entries(s.xcache).map(([k, v]) => `${k} ${v}`).join(', ')})`)
-    console.log(`handler runs: GET ${stats.runs.get - statsBefore.runs.get}, POST ${stats.runs.post - statsBefore.runs.post}`)
+    console.log(`handler runs: GET ${stats.runs.get - statsBefore.runs.get}, POST ${stats.runs.post - statsBefore.runs.post} (of them clear() ${stats.runs.clear - statsBefore.runs.clear})`)
     console.log(`server heap used after gc(): before ${mb(heapBefore)}, after ${mb(heapAfter)} (${heapAfter >= heapBefore ? '+' : ''}${mb(heapAfter - heapBefore)})`)
     console.log(`server log lines (whole run): ${Object.entries(stats.logs.counts).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`)
     for (const line of stats.logs.first) console.log(`  ${line}`)
