@@ -3,15 +3,15 @@
 // Server CPU per request at a fixed request rate, servers side by side:
 //   npm run bench:miss   every request a MISS: the plugin against the Redis prototype (proto-miss),
 //                        and builds of the plugin against each other
-//   npm run bench:hit    (--hit) every request a HIT of the same URL: the memory store's HIT against the
-//                        same HIT under policy 'http', with metrics and Cache-Status on, on the L1 tier,
-//                        in an app with ioredis loaded, and the bare route (HIT_KINDS, server.js kinds;
-//                        the first is the reference of the ratios)
+//   npm run bench:hit    (--hit) every request a HIT of the same URL: the memory store's HIT against a
+//                        second memory server (the control), the same HIT under policy 'http', with
+//                        metrics on, on the L1 tier, in an app with ioredis loaded, and the bare route
+//                        (HIT_KINDS, server.js kinds; the first is the reference of the ratios)
 // At saturation (npm run bench) a server's CPU share and rate both move with the machine's speed, by more
 // than a change to one path; at a fixed rate each server does the same work per second, so its CPU time
 // per request compares.
-// Every server (server.js, kind miss or proto-miss) runs in its own process pinned to one core (taskset)
-// with redis-server and the load generator (autocannon, every request a new URL) on the other. Each
+// Every server (server.js) runs in its own process pinned to one core (taskset) with redis-server and the
+// load generator (autocannon; for MISSes every request a new URL) on the other. Each
 // round loads the servers one after the other, in an order rotated per round; a ratio is the median of
 // the per-round ratios (the machine drifts between rounds, less within one). Also reported: the young-
 // and old-generation GC pause per request (perf_hooks, as npm run bench), and the bytes per request that
