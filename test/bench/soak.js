@@ -172,7 +172,7 @@ function pick (writePercent, clearPercent) {
   const r = Math.random() * 100
   if (r < clearPercent) return ['POST', '/clear']
   const group = Math.random() < 0.5 ? 'alpha' : 'beta'
-  if (r < writePercent) return ['POST', `/${group}`, { n: Math.floor(Math.random() * 1000) }]
+  if (r < clearPercent + writePercent) return ['POST', `/${group}`, { n: Math.floor(Math.random() * 1000) }]
   const id = Math.floor(Math.random() * IDS)
   const routes = [`/alpha/${id}`, `/alpha/${id}`, '/alpha', `/beta/${id}`, `/beta/${id}`, `/beta-short/${id}`]
   return ['GET', routes[Math.floor(Math.random() * routes.length)]]
