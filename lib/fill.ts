@@ -120,8 +120,7 @@ function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
     settle(run, state, undefined)
     release(run, state)
   } else {
-    settle(run, state, updated)
-    write(run, request, state, updated)
+    settle(run, state, updated, write(run, request, state, updated))
   }
   if (run.cacheStatus !== undefined) {
     const stored = freshness !== undefined && state.generation !== undefined
@@ -189,8 +188,8 @@ function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply
     }))
     return
   }
-  settle(run, state, entry)
   const written = write(run, request, state, entry, made?.value)
+  settle(run, state, entry, written)
   // a refresh is over when the new entry is in: until then no other starts
   if (state.own && written !== undefined) written.then(() => done(null, missPayload(run, request, reply, payload, entry)), done)
   else done(null, missPayload(run, request, reply, payload, entry))

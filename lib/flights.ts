@@ -69,6 +69,7 @@ function forget (flight: Flight): void {
  * or its connection is gone. Then its followers run the handler themselves.
  */
 export function abandoned (flight: Flight): boolean {
+  if (flight.entry !== undefined) return false // sent, its write under way: it answers with the entry
   const res = flight.res as { writableEnded: boolean, destroyed?: boolean, stream?: { destroyed: boolean } } | undefined
   // HTTP/1 responses say `destroyed` once closed; HTTP/2 ones through their stream
   return res === undefined || res.writableEnded || res.destroyed === true || res.stream?.destroyed === true

@@ -22,7 +22,7 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
   const flights = run.ctx.flights
   const flight = flights.get(state.key, generation)
-  if (flight === undefined || !abandoned(flight)) return flight
+  if (flight === undefined || flight.entry !== undefined || !abandoned(flight)) return flight
   // its leader's response is over without it (hijacked before any follower came): nothing to wait for
   land(flights, flight, undefined)
   return undefined
@@ -33,12 +33,13 @@ export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, g
   // Nothing is attached to a flight after this (no promise resolved with the entry, no listener on the
   // response) unless a follower comes, and landing it drops its response: a flight promoted before its
   // run ends keeps nothing alive past it.
-  state.flight = { key: state.key, generation, res: reply.raw, waiters: undefined, next: undefined }
+  state.flight = { key: state.key, generation, res: reply.raw, waiters: undefined, entry: undefined, next: undefined }
   run.ctx.flights.add(state.flight)
 }
 
 /** The leader's entry, or undefined when it stored none or took too long. */
 export async function follow (run: RouteRun, running: Flight): Promise<CacheEntry | undefined> {
+  if (running.entry !== undefined) return running.entry
   let timer: ReturnType<typeof setTimeout> | undefined
   const entry = await new Promise<CacheEntry | undefined>((resolve) => {
     if (running.waiters === undefined) {
@@ -104,12 +105,26 @@ async function stored (run: RouteRun, request: FastifyRequest, state: RequestSta
   return { entry, age }
 }
 
-/** Ends the run this request leads: its followers get `entry` (undefined: they run the handler). */
-export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | undefined): void {
+/**
+ * Ends the run this request leads: its followers get `entry` (undefined: they run the handler). While
+ * `written` (the entry's write) is under way the flight stays, handing `entry` to whoever finds it: a
+ * lookup sent before the write answers a miss after the leader's response went out.
+ */
+export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | undefined, written?: Promise<void>): void {
   const flight = state.flight
   if (flight === undefined) return
   state.flight = undefined
-  land(run.ctx.flights, flight, entry)
+  if (entry === undefined || written === undefined) {
+    land(run.ctx.flights, flight, entry)
+    return
+  }
+  flight.entry = entry
+  flight.res = undefined
+  const waiters = flight.waiters
+  flight.waiters = undefined
+  if (waiters !== undefined) for (const resolve of waiters) resolve(entry)
+  // lib/fill.ts logs a failed write: either way the store has its answer
+  written.then(() => run.ctx.flights.delete(flight), () => {})
 }
 
 // Once per flight, whichever comes first: the leader's onSend, its response's close, a follower

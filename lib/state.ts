@@ -26,6 +26,11 @@ export interface Flight {
   /** The leader's response while the flight is registered: watched from the first follower on. */
   res: RawReplyDefaultExpression | undefined
   waiters: Array<(entry: CacheEntry | undefined) => void> | undefined
+  /**
+   * The leader's entry once sent, while its write is under way: a lookup that read the store before
+   * the write went in gets it here instead of running the handler again.
+   */
+  entry: CacheEntry | undefined
   next: Flight | undefined
 }
 

@@ -7,7 +7,7 @@ import type { Flight } from '../lib/state.js'
 
 // a leader's response as the registry reads it: ended, closed (HTTP/1) or its stream closed (HTTP/2)
 const response = (): Flight['res'] => ({ writableEnded: false, destroyed: false }) as unknown as Flight['res']
-const flight = (key: string, generation = '1'): Flight => ({ key, generation, res: response(), waiters: undefined, next: undefined })
+const flight = (key: string, generation = '1'): Flight => ({ key, generation, res: response(), waiters: undefined, entry: undefined, next: undefined })
 
 for (const buckets of [1, 1024]) {
   t.test(`${buckets === 1 ? 'every flight in one chain' : '1024 buckets'}`, async (t) => {
@@ -81,4 +81,18 @@ t.test('a flight whose leader is over without landing it is dropped by the next 
     t.ok(abandoned(live), 'and is over')
     t.equal(flights.get('after', '1'), after)
   }
+})
+
+t.test('a flight whose leader was sent with an entry, its write under way, stays until deleted', async (t) => {
+  const flights = new Flights(1)
+  const sent = flight('sent')
+  flights.add(sent)
+  sent.res = undefined
+  t.ok(abandoned(sent), 'without an entry, a flight without a response is over')
+  sent.entry = { status: 200 } as unknown as Flight['entry']
+  t.notOk(abandoned(sent), 'with one it still answers')
+  flights.add(flight('next'))
+  t.equal(flights.get('sent', '1'), sent, 'not dropped by an add to its chain')
+  flights.delete(sent)
+  t.equal(flights.get('sent', '1'), undefined)
 })

@@ -180,6 +180,36 @@ for (const backend of backends(t)) {
   })
 }
 
+t.test('Redis: a lookup that crosses the leader\'s write (read before it, answered after the leader sent) joins the run', async (t) => {
+  const redis = await startRedis(t)
+  const admin = redis.client()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  // ahead of the plugin's lookup: Redis holds the second request's lookup, and the leader's write behind it
+  app.addHook('onRequest', async (request) => {
+    if (request.headers['x-second'] !== undefined) await admin.call('client', 'pause', '500', 'all')
+  })
+  await app.register(httpCache, { redis: redis.client(), prefix: 'cross', timeout: 5000 })
+  const release = deferred()
+  let runs = 0
+  app.get('/report', { config: { cache: { ttl: 60 } } }, async () => {
+    runs++
+    await release.promise
+    return { run: runs }
+  })
+  const first = app.inject('/report')
+  await until('the leader to run', () => runs === 1)
+  const second = app.inject({ url: '/report', headers: { 'x-second': '1' } })
+  await sleep(100) // its lookup sent and held
+  release.resolve()
+  t.same((await first).json(), { run: 1 })
+  const crossed = await second
+  t.same(crossed.json(), { run: 1 }, 'the leader\'s response, though its lookup read Redis before the write')
+  t.equal(crossed.headers['x-cache'], 'HIT')
+  t.equal(runs, 1, 'the handler ran once')
+  t.equal((await app.inject('/report')).headers['x-cache'], 'HIT', 'and it was stored')
+})
+
 // Two instances sharing one Redis (and prefix), each with the routes `declare` adds.
 async function instances (t: TapLike, redis: TestRedis, options: HttpCacheOptions, declare: (app: FastifyInstance) => void): Promise<FastifyInstance[]> {
   const apps: FastifyInstance[] = []
