@@ -12,6 +12,8 @@ const BUCKETS = 1024
 export class Flights {
   private readonly buckets: Array<Flight | undefined>
   private readonly mask: number
+  /** How many flights were sent with an entry so far (lib/single-flight.ts, settle). */
+  sent = 0
 
   /** `buckets`: a power of two. */
   constructor (buckets = BUCKETS) {

@@ -68,6 +68,7 @@ function begin (run: RouteRun, request: FastifyRequest, reply: FastifyReply): Ou
 function find (run: RouteRun, request: FastifyRequest, reply: FastifyReply, key: string, origin: string | undefined, directives: RequestDirectives | null, own: boolean): Outcome | Promise<Outcome> {
   const { l1, store } = run.ctx
   const state = newState(key, origin, own)
+  state.asked = run.ctx.flights.sent
   if (run.http) state.requestTime = Date.now()
   request[kState] = state
   if (directives === AUTHORIZED) state.fwd = 'bypass'

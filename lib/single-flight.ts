@@ -22,7 +22,12 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 export function runningFlight (run: RouteRun, state: RequestState, generation: string): Flight | undefined {
   const flights = run.ctx.flights
   const flight = flights.get(state.key, generation)
-  if (flight === undefined || flight.entry !== undefined || !abandoned(flight)) return flight
+  if (flight === undefined) return undefined
+  // a sent flight answers a lookup that started before it was sent (one that may have read the store
+  // before its write); a later lookup came after the write, and found the entry or turned it down
+  // (the client's no-cache)
+  if (flight.entry !== undefined) return state.asked < flight.sent ? flight : undefined
+  if (!abandoned(flight)) return flight
   // its leader's response is over without it (hijacked before any follower came): nothing to wait for
   land(flights, flight, undefined)
   return undefined
@@ -33,7 +38,7 @@ export function lead (run: RouteRun, reply: FastifyReply, state: RequestState, g
   // Nothing is attached to a flight after this (no promise resolved with the entry, no listener on the
   // response) unless a follower comes, and landing it drops its response: a flight promoted before its
   // run ends keeps nothing alive past it.
-  state.flight = { key: state.key, generation, res: reply.raw, waiters: undefined, entry: undefined, next: undefined }
+  state.flight = { key: state.key, generation, res: reply.raw, waiters: undefined, entry: undefined, sent: 0, next: undefined }
   run.ctx.flights.add(state.flight)
 }
 
@@ -119,6 +124,7 @@ export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | 
     return
   }
   flight.entry = entry
+  flight.sent = ++run.ctx.flights.sent
   flight.res = undefined
   const waiters = flight.waiters
   flight.waiters = undefined

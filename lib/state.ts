@@ -31,6 +31,8 @@ export interface Flight {
    * the write went in gets it here instead of running the handler again.
    */
   entry: CacheEntry | undefined
+  /** Its number among the flights sent with an entry (Flights.sent), once sent. */
+  sent: number
   next: Flight | undefined
 }
 
@@ -48,6 +50,8 @@ export interface RequestState {
   stale: CacheEntry | undefined
   /** The run this request leads. */
   flight: Flight | undefined
+  /** Flights.sent when the lookup started: only a flight sent after it may hold what the lookup missed. */
+  asked: number
   /** Token of the cross-instance lock this request holds. */
   lock: string | undefined
   /** A background refresh of this instance: nobody waits for its response, so it waits for its write. */
@@ -85,6 +89,7 @@ export function newState (key: string, origin: string | undefined, own: boolean)
     bypass: false,
     stale: undefined,
     flight: undefined,
+    asked: 0,
     lock: undefined,
     own,
     requestTime: 0,

@@ -7,7 +7,7 @@ import type { Flight } from '../lib/state.js'
 
 // a leader's response as the registry reads it: ended, closed (HTTP/1) or its stream closed (HTTP/2)
 const response = (): Flight['res'] => ({ writableEnded: false, destroyed: false }) as unknown as Flight['res']
-const flight = (key: string, generation = '1'): Flight => ({ key, generation, res: response(), waiters: undefined, entry: undefined, next: undefined })
+const flight = (key: string, generation = '1'): Flight => ({ key, generation, res: response(), waiters: undefined, entry: undefined, sent: 0, next: undefined })
 
 for (const buckets of [1, 1024]) {
   t.test(`${buckets === 1 ? 'every flight in one chain' : '1024 buckets'}`, async (t) => {

@@ -210,6 +210,30 @@ t.test('Redis: a lookup that crosses the leader\'s write (read before it, answer
   t.equal((await app.inject('/report')).headers['x-cache'], 'HIT', 'and it was stored')
 })
 
+t.test('Redis: a request after the leader was sent, its write still under way, is not handed that entry when it asks for a new one', async (t) => {
+  const redis = await startRedis(t)
+  const admin = redis.client()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(httpCache, { redis: redis.client(), prefix: 'after', timeout: 5000 })
+  const release = deferred()
+  let runs = 0
+  app.get('/report', { config: { cache: { ttl: 60 } } }, async () => {
+    if (++runs === 1) await release.promise
+    return { run: runs }
+  })
+  const first = app.inject('/report')
+  await until('the leader to run', () => runs === 1)
+  // Redis holds the leader's write; its response goes out all the same
+  await admin.call('client', 'pause', '500', 'all')
+  release.resolve()
+  t.same((await first).json(), { run: 1 })
+  const fresh = await app.inject({ url: '/report', headers: { 'cache-control': 'no-cache' } })
+  t.same(fresh.json(), { run: 2 }, 'the handler ran for the no-cache request')
+  t.equal(runs, 2)
+  t.same((await app.inject('/report')).json(), { run: 2 }, 'and its response was stored')
+})
+
 // Two instances sharing one Redis (and prefix), each with the routes `declare` adds.
 async function instances (t: TapLike, redis: TestRedis, options: HttpCacheOptions, declare: (app: FastifyInstance) => void): Promise<FastifyInstance[]> {
   const apps: FastifyInstance[] = []
