@@ -13,7 +13,7 @@ import { invalidateUnsafe } from './invalidation.js'
 import { record } from './outcome.js'
 import { httpFreshness } from './policy/http.js'
 import type { Freshness } from './policy/policy.js'
-import { release, settle } from './single-flight.js'
+import { release, settle, written } from './single-flight.js'
 import { GO, isPromise, kState, type Outcome, type RequestState, type RouteRun } from './state.js'
 import { entryTags } from './tags.js'
 import { varyValues } from './vary.js'
@@ -120,7 +120,7 @@ function freshen (run: RouteRun, request: FastifyRequest, reply: FastifyReply, p
     settle(run, state, undefined)
     release(run, state)
   } else {
-    settle(run, state, updated, write(run, request, state, updated))
+    settle(run, state, updated, write(run, request, state, updated) !== undefined)
   }
   if (run.cacheStatus !== undefined) {
     const stored = freshness !== undefined && state.generation !== undefined
@@ -188,10 +188,10 @@ function onMissSend (run: RouteRun, request: FastifyRequest, reply: FastifyReply
     }))
     return
   }
-  const written = write(run, request, state, entry, made?.value)
-  settle(run, state, entry, written)
+  const writing = write(run, request, state, entry, made?.value)
+  settle(run, state, entry, writing !== undefined)
   // a refresh is over when the new entry is in: until then no other starts
-  if (state.own && written !== undefined) written.then(() => done(null, missPayload(run, request, reply, payload, entry)), done)
+  if (state.own && writing !== undefined) writing.then(() => done(null, missPayload(run, request, reply, payload, entry)), done)
   else done(null, missPayload(run, request, reply, payload, entry))
 }
 
@@ -297,8 +297,8 @@ function write (run: RouteRun, request: FastifyRequest, state: RequestState, ent
   const value = encoded ?? (run.http ? encodeVariants(withVariants(run, entry, state.variants), state.tags) : encodeEntry(entry, state.tags))
   ctx.pending.start()
   return ctx.store.write(state.key, route.base, value, keepFor(entry), state.generation, state.tags, state.origin)
-    .then((written) => {
-      if (!written) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')
+    .then((stored) => {
+      if (!stored) request.log.debug({ key: state.key }, 'fastify-http-cache: group evicted during the request (or too many origins), response not stored')
       writeEnded(run, state)
     }, (err: unknown) => {
       request.log.debug({ err }, 'fastify-http-cache: store failed')
@@ -307,6 +307,7 @@ function write (run: RouteRun, request: FastifyRequest, state: RequestState, ent
 }
 
 function writeEnded (run: RouteRun, state: RequestState): void {
+  written(run, state)
   release(run, state)
   run.ctx.pending.end()
 }

@@ -112,14 +112,14 @@ async function stored (run: RouteRun, request: FastifyRequest, state: RequestSta
 
 /**
  * Ends the run this request leads: its followers get `entry` (undefined: they run the handler). While
- * `written` (the entry's write) is under way the flight stays, handing `entry` to whoever finds it: a
- * lookup sent before the write answers a miss after the leader's response went out.
+ * the entry is being written (`writing`) the flight stays, handing `entry` to the lookups that started
+ * before now (one may have read the store before the write), until `written`.
  */
-export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | undefined, written?: Promise<void>): void {
+export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | undefined, writing = false): void {
   const flight = state.flight
-  if (flight === undefined) return
-  state.flight = undefined
-  if (entry === undefined || written === undefined) {
+  if (flight === undefined || flight.entry !== undefined) return
+  if (entry === undefined || !writing) {
+    state.flight = undefined
     land(run.ctx.flights, flight, entry)
     return
   }
@@ -129,8 +129,14 @@ export function settle (run: RouteRun, state: RequestState, entry: CacheEntry | 
   const waiters = flight.waiters
   flight.waiters = undefined
   if (waiters !== undefined) for (const resolve of waiters) resolve(entry)
-  // lib/fill.ts logs a failed write: either way the store has its answer
-  written.then(() => run.ctx.flights.delete(flight), () => {})
+}
+
+/** The write of the entry this request's run was sent with is over (stored or not): its flight goes. */
+export function written (run: RouteRun, state: RequestState): void {
+  const flight = state.flight
+  if (flight === undefined) return
+  state.flight = undefined
+  run.ctx.flights.delete(flight)
 }
 
 // Once per flight, whichever comes first: the leader's onSend, its response's close, a follower
