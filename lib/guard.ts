@@ -122,7 +122,10 @@ export class Guard {
   }
 
   private arm (ms: number): NodeJS.Timeout {
-    const timer = setTimeout(() => this.expire(), ms)
+    // expired once the loop has read its sockets: a process that stalled past a deadline (a long GC, a
+    // descheduled VM) runs its due timers before it reads the answers that came meanwhile, and would
+    // fail every call in flight at once, opening the circuit on a Redis that answered
+    const timer = setTimeout(() => setImmediate(() => this.expire()), ms)
     timer.unref()
     return timer
   }

@@ -304,3 +304,32 @@ test('Redis answering errors (WRONGTYPE): requests still answer and the circuit 
   t.same(r.unhandled, [])
   t.comment(`reply errors: ${s.requests} requests, worst ${s.worst.toFixed(0)} ms`)
 })
+
+test('the process stalls past the timeout while Redis answers: the answers that came meanwhile win, the circuit stays closed', async (t) => {
+  const redis = await startRedis(t)
+  const client = redis.client()
+  const logs: string[] = []
+  const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { logs.push(line) } } }, disableRequestLogging: true })
+  t.teardown(async () => { await app.close() })
+  await app.register(httpCache, { redis: client, timeout: TIMEOUT })
+  let calls = 0
+  app.get('/r', { config: { cache: { ttl: 60 } } }, async () => { calls++; return BODY })
+  t.equal((await app.inject('/r')).headers['x-cache'], 'MISS')
+  await until('the entry is stored', async () => (await app.inject('/r')).headers['x-cache'] === 'HIT')
+  const admin = redis.client()
+  // Redis holds the lookups for 60 ms and answers them while this process is busy for three timeouts
+  await admin.call('client', 'pause', '60', 'all')
+  const answers = Promise.all(Array.from({ length: 5 }, async () => await app.inject('/r')))
+  await sleep(20) // the lookups are sent
+  // stalled in a callback of the loop's check phase: its timers come before its next read of the sockets
+  // (a stall in a timer's callback would be followed by a read first)
+  await new Promise((resolve) => setImmediate(resolve))
+  const stalled = performance.now() + 3 * TIMEOUT
+  // a long GC, a descheduled VM
+  while (performance.now() < stalled) Math.sqrt(stalled)
+  const all = await answers
+  t.same(all.map((r) => [r.statusCode, r.headers['x-cache'], r.body]), Array(5).fill([200, 'HIT', BODY]), 'every lookup got its answer')
+  t.equal(calls, 1)
+  t.notOk(logs.some((line) => /Redis (failing|call failed)/.test(line)), 'no timeout, no open circuit')
+  t.equal((await app.inject('/r')).headers['x-cache'], 'HIT')
+})
