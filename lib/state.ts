@@ -48,7 +48,7 @@ export interface RequestState {
   bypass: boolean
   /** An expired entry still allowed to stand in for a failing handler (stale-if-error). */
   stale: CacheEntry | undefined
-  /** The run this request leads. */
+  /** The run this request leads, and once it is sent with an entry, until that entry's write is over. */
   flight: Flight | undefined
   /** Flights.sent when the lookup started: only a flight sent after it may hold what the lookup missed. */
   asked: number
