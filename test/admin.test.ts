@@ -1,4 +1,6 @@
 import t, { type Test } from 'tap'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type InjectOptions } from 'fastify'
 import httpCache from '../index.js'
 import { build as buildExample } from '../examples/admin.js'
@@ -347,6 +349,21 @@ for (const backend of backends(t)) {
     })
   })
 }
+
+t.test('redis: health during a stall of the process past the timeout, Redis answering meanwhile, says ok', async (t) => {
+  const redis = await startRedis(t)
+  const { admin } = await open(t, { redis: redis.client(), timeout: 100 })
+  t.equal((await admin('/_cache/health')).status, 200)
+  // Redis holds the ping for 60 ms and answers it while this process is busy for three timeouts, in a
+  // callback of the loop's check phase (its timers then come before its next read of the sockets)
+  await redis.client().call('client', 'pause', '60', 'all')
+  const health = admin('/_cache/health')
+  await sleep(20)
+  await new Promise((resolve) => setImmediate(resolve))
+  const stalled = performance.now() + 300
+  while (performance.now() < stalled) Math.sqrt(stalled)
+  t.match(await health, { status: 200, json: { ok: true, breaker: 'closed' } }, 'the answer that came during the stall counts')
+})
 
 t.test('redis: a store outage answers 503, health says so, and the API comes back', async (t) => {
   const redis = await startRedis(t)

@@ -1,4 +1,5 @@
 import t, { test } from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import httpCache from '../index.js'
@@ -209,6 +210,27 @@ t.test('clear() that failed: what it covers is not served meanwhile, and it is r
   t.same(await r.get('/alpha/1'), { cache: 'MISS', v: 2 })
   t.same(await r.get('/beta/1'), { cache: 'MISS', v: 2 })
   t.same(await r.get('/beta/1'), { cache: 'HIT', v: 2 })
+})
+
+t.test('a lookup that comes while a replay is failing gets a replay of its own once that one is over', async (t) => {
+  const r = await rig(t)
+  await r.get('/alpha/1')
+  await until('the entry is stored', async () => (await r.get('/alpha/1')).cache === 'HIT')
+  await r.breakEvictions('alpha', true)
+  await t.rejects(r.app.cache.evictGroup('alpha'))
+  r.version.alpha++
+  // Redis holds what comes next: the replay the first request starts runs its eviction while it still
+  // fails, and the repair is queued behind it; the second request comes while that replay is under way
+  await r.redis.call('client', 'pause', '150', 'all')
+  const first = r.get('/alpha/1')
+  await sleep(20)
+  const repaired = r.breakEvictions('alpha', false)
+  await sleep(20)
+  const second = r.get('/alpha/1')
+  t.same(await first, { cache: 'MISS', v: 2 }, 'its replay failed: the handler answers, nothing stored')
+  await repaired
+  t.same(await second, { cache: 'MISS', v: 2 })
+  t.same(await r.get('/alpha/1'), { cache: 'HIT', v: 2 }, 'the second request replayed again once the failing run was over, and stored its response')
 })
 
 t.test('past 1000 pending evictions they collapse into one clear of everything, replayed like the others', async (t) => {

@@ -74,7 +74,7 @@ export class PendingStore implements Store {
       // the store answers: what is pending can go now
       return Promise.resolve(this.inner.lookup(key, group)).then((f) => { this.kick(); return f })
     }
-    return this.replay().then(() => {
+    return this.replayed().then(() => {
       if (this.covers(key, group)) throw new StoreUnavailableError('fastify-http-cache: an eviction covering this key is still pending')
       return this.inner.lookup(key, group)
     })
@@ -83,7 +83,7 @@ export class PendingStore implements Store {
   write (key: string, group: string, value: Buffer, ttlMs: number, generation?: string, tags?: readonly string[], origin?: string): Promise<boolean> {
     if (this.size === 0 || !this.covers(key, group)) return this.inner.write(key, group, value, ttlMs, generation, tags, origin)
     // the replay moves the group's generation: a response computed before it is then not stored
-    return this.replay().then(() => {
+    return this.replayed().then(() => {
       if (this.covers(key, group)) throw new StoreUnavailableError('fastify-http-cache: an eviction covering this key is still pending')
       return this.inner.write(key, group, value, ttlMs, generation, tags, origin)
     })
@@ -154,6 +154,16 @@ export class PendingStore implements Store {
   async replay (): Promise<void> {
     this.replaying ??= this.run().finally(() => { this.replaying = undefined })
     await this.replaying
+  }
+
+  /**
+   * A replay for a lookup or write that needs one: a run already under way began before the call, maybe
+   * before the store answered again, so one more follows it while something is still pending.
+   */
+  private async replayed (): Promise<void> {
+    const earlier = this.replaying
+    await this.replay()
+    if (earlier !== undefined && this.size > 0) await this.replay()
   }
 
   /** Whether a pending eviction covers `key` of `group` (a pending tag may cover any group). */

@@ -519,7 +519,8 @@ export class RedisStore implements Store {
   private async ping (node: Redis): Promise<boolean> {
     if (node.status !== 'ready') return false
     let timer: NodeJS.Timeout | undefined
-    const late = new Promise<boolean>((resolve) => { timer = setTimeout(resolve, this.guardOptions.timeout, false) })
+    // judged once the loop has read its sockets, as the guard's deadlines are (lib/guard.ts)
+    const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => setImmediate(resolve, false), this.guardOptions.timeout) })
     try {
       return await Promise.race([node.ping().then(() => true, () => false), late])
     } finally {
