@@ -22,6 +22,15 @@ export interface GuardOptions {
   log: FastifyBaseLogger
 }
 
+/**
+ * Runs `fn` when `ms` have passed, once the loop has read its sockets: a process that stalled past a
+ * deadline (a long GC, a descheduled VM) runs its due timers before it reads the answers that came
+ * meanwhile, and would judge late every call in flight at once, Redis having answered them.
+ */
+export function deadline (fn: () => void, ms: number): NodeJS.Timeout {
+  return setTimeout(() => setImmediate(fn), ms)
+}
+
 /** A call in flight: its settle functions are dropped once it settles (the queue skips it then). */
 interface Pending {
   deadline: number
@@ -122,10 +131,7 @@ export class Guard {
   }
 
   private arm (ms: number): NodeJS.Timeout {
-    // expired once the loop has read its sockets: a process that stalled past a deadline (a long GC, a
-    // descheduled VM) runs its due timers before it reads the answers that came meanwhile, and would
-    // fail every call in flight at once, opening the circuit on a Redis that answered
-    const timer = setTimeout(() => setImmediate(() => this.expire()), ms)
+    const timer = deadline(() => this.expire(), ms)
     timer.unref()
     return timer
   }

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks'
 import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import { Guard, type GuardOptions } from '../guard.js'
+import { deadline, Guard, type GuardOptions } from '../guard.js'
 import { SLOTS, clearOf, entryPrefixOf, generationOf, indexOf, originsOf, slotTags, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
 import { cleared, current, registered, tagsHead } from './stamp.js'
@@ -519,8 +519,7 @@ export class RedisStore implements Store {
   private async ping (node: Redis): Promise<boolean> {
     if (node.status !== 'ready') return false
     let timer: NodeJS.Timeout | undefined
-    // judged once the loop has read its sockets, as the guard's deadlines are (lib/guard.ts)
-    const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => setImmediate(resolve, false), this.guardOptions.timeout) })
+    const late = new Promise<boolean>((resolve) => { timer = deadline(() => resolve(false), this.guardOptions.timeout) })
     try {
       return await Promise.race([node.ping().then(() => true, () => false), late])
     } finally {
