@@ -11,7 +11,7 @@
 //     …r:<generation>, …R                             keys an eviction left to reclaim, and the list of those sets
 //     …u:<generation>                                 an evict(url) whose origins are left to sweep (listed in …R)
 //     …x                                              set by a clear()'s walk that found the group holding nothing
-//   <start>clear[:{<slot tag>}]                       how many times clear() cleared a namespace start (on
+//   <start>clear[:{<slot tag>}]                       a namespace start's clear count: moved by every clear() (on
 //                                                     Cluster one per slot, its tag hashing to that slot)
 //   <prefix>:groups                                   bases that hold keys (for clear()'s walk)
 //   <prefix>:clearing                                 clear() walks not done: namespace start -> token and cursor
@@ -105,7 +105,7 @@ export const generationOf = (base: string): string => base + 'g'
 export const tagSetOf = (base: string, tag: string): string => `${base}t:${tag}`
 export const originsOf = (base: string): string => base + 'o'
 export const entryPrefixOf = (base: string): string => base + 'e:GET:'
-/** How many times clear() cleared a namespace start (`tag`: a hash tag, one key per Cluster slot). */
+/** A namespace start's clear count, moved by every clear() (`tag`: a hash tag, one key per Cluster slot). */
 export const clearOf = (start: string, tag = ''): string => tag === '' ? start + 'clear' : `${start}clear:{${tag}}`
 
 export const SLOTS = 16384

@@ -94,7 +94,7 @@ async function rig (t: Test, options: HttpCacheOptions = {}, redis?: Redis): Pro
       }
     },
     async breakClears (broken) {
-      if (broken) await admin.hset(`${prefix}:clear`, 'broken', '1')
+      if (broken) await admin.multi().del(`${prefix}:clear`).hset(`${prefix}:clear`, 'broken', '1').exec()
       else await admin.del(`${prefix}:clear`)
     },
     logs

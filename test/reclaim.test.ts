@@ -248,9 +248,10 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   }
   t.equal(calls, half, 'a URL that only ends like it is not fenced')
   const gen = await r.get(`${prefix}:{many}:g`)
+  const clears = await r.get(`${prefix}:clear`)
   await until('written again', async () => {
     const values = await r.mget(hosts.slice(0, half).map((h) => entry(h)))
-    return values.every((v) => v?.startsWith(`g${gen ?? ''} `))
+    return values.every((v) => v?.startsWith(`g${gen ?? ''}/${clears ?? ''} `))
   })
 
   await r.sadd(`${prefix}:reclaim`, `${prefix}:{many}:`)

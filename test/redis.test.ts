@@ -512,6 +512,8 @@ test('corrupt entries are misses and get replaced', async (t) => {
     'a Redis list, not a string': async () => await r.rpush(E('default', '/c/list'), 'a', 'b')
   }
 
+  // what the store writes a value under: the group's generation and its clear count
+  const written = async (): Promise<string> => `${await r.get('http-cache:{default}:g') ?? '0'}/${await r.get('http-cache:clear') ?? ''}`
   for (const [name, corrupt] of Object.entries(cases)) {
     await t.test(name, async (t) => {
       const slug = name === 'a Redis list, not a string' ? 'list' : name.replace(/\W+/g, '-')
@@ -519,7 +521,7 @@ test('corrupt entries are misses and get replaced', async (t) => {
       const key = E('default', url)
       // stamped with the group's generation, so the bytes themselves are what the lookup judges
       if (typeof corrupt === 'function') await corrupt()
-      else await r.set(key, stamped(await r.get('http-cache:{default}:g') ?? '0', corrupt))
+      else await r.set(key, stamped(await written(), corrupt))
       const before = calls
       const res = await app.inject(url)
       t.equal(res.statusCode, 200)
@@ -539,7 +541,7 @@ test('corrupt entries are misses and get replaced', async (t) => {
   }
 
   await t.test('a valid entry written by hand is served (control)', async (t) => {
-    await r.set(E('default', '/c/handmade'), stamped(await r.get('http-cache:{default}:g') ?? '0', encodeEntry(good)))
+    await r.set(E('default', '/c/handmade'), stamped(await written(), encodeEntry(good)))
     const before = calls
     const res = await app.inject('/c/handmade')
     t.equal(res.headers['x-cache'], 'HIT')

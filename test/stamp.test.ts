@@ -1,5 +1,5 @@
 import t from 'tap'
-import { current, registered, stamped, unstamped } from '../lib/stores/stamp.js'
+import { cleared, current, registered, stamped, unstamped } from '../lib/stores/stamp.js'
 
 // The stamp a Redis value carries (lib/stores/stamp.ts): which values a lookup may answer.
 
@@ -33,6 +33,20 @@ t.test('the clears a generation carries: only a value written after the same cle
   t.notOk(registered('4/7'))
   for (const raw of ['g3/ body', 'g3/x body', 'g3/2/2 body', 'g3.4/2.1 body']) {
     t.equal(current(Buffer.from(raw, 'latin1'), '3/2'), null, JSON.stringify(raw))
+  }
+})
+
+t.test('a group\'s clears as a lookup reads its counts: while one is absent, no value is answered', async (t) => {
+  const counts = (...c: Array<string | null>): Array<Buffer | null> => [null, null, null, ...c.map((v) => v === null ? null : Buffer.from(v))]
+  t.equal(cleared(counts('1796646398825'), 3), '/1796646398825')
+  t.equal(cleared(counts('1796646398825', '1796646400000'), 3), '/3593292798825', 'the sum of the namespace levels\' counts')
+  t.equal(cleared(counts(null), 3), '/?', 'never made, or lost')
+  t.equal(cleared(counts(null, '7'), 3), '/?,7', 'which one is absent is part of it')
+  t.equal(cleared(counts('7', null), 3), '/?7,')
+  for (const generation of ['3/?', '3/?,7', '3/?7,']) {
+    for (const written of ['3', '3/7', '3/0', '3/?']) {
+      t.equal(current(stamped(written, bytes), generation), null, `${written} under ${generation}`)
+    }
   }
 })
 

@@ -8,7 +8,7 @@ import { SLOTS, clearOf, entryPrefixOf, generationOf, indexOf, originsOf, slotTa
 import { Reclaimer } from './reclaim.js'
 import { cleared, current, registered, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
-import { ADVANCE, CLEAR, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
+import { ADVANCE, CLEAR, CLEAR_COUNT, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
 // How long a registration made before a handler runs holds at least (far beyond any request).
@@ -30,10 +30,11 @@ const CLEAR_PAGE = 1000
 const CLEAR_SLOTS = 256
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
+const QUESTION = 0x3f // '?': a clear count is absent (see cleared in lib/stores/stamp.ts)
 
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<WriteReply>
-  httpCacheMark (gen: string, read: string): Promise<string | null>
+  httpCacheMark (keys: number, ...args: string[]): Promise<string | null>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
   httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, fence: string, channel: string, group: string, clear: string): Promise<[number, number]>
   httpCacheEvictTag (tagSet: string, gen: string, pending: string, fence: string, channel: string, group: string, tag: string): Promise<number>
@@ -44,6 +45,7 @@ type Client = (Redis | Cluster) & {
   httpCacheUnlock (lock: string, token: string): Promise<number>
   httpCacheEntriesBuffer (n: number, ...args: Array<string | number>): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
   httpCacheClear (count: string, walks: string, start: string, token: string, channel: string): Promise<number>
+  httpCacheClearCount (count: string): Promise<number>
   httpCacheAdvance (walks: string, start: string, read: string, next: string): Promise<number>
   httpCacheClearGroup (n: number, ...args: string[]): Promise<number>
 }
@@ -89,7 +91,7 @@ export class RedisStore implements Store {
     this.channel = keys.channel()
     if (typeof this.client.httpCacheWrite !== 'function') {
       client.defineCommand('httpCacheWrite', { lua: WRITE }) // key count varies with the tags
-      client.defineCommand('httpCacheMark', { numberOfKeys: 1, lua: MARK })
+      client.defineCommand('httpCacheMark', { lua: MARK }) // key count varies with the namespaces
       client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 5, lua: EVICT_GROUP })
       client.defineCommand('httpCacheEvictTag', { numberOfKeys: 4, lua: EVICT_TAG })
       client.defineCommand('httpCacheReclaim', { numberOfKeys: 5, lua: RECLAIM })
@@ -100,6 +102,7 @@ export class RedisStore implements Store {
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
       client.defineCommand('httpCacheEntries', { lua: ENTRIES }) // key count varies with the namespaces
       client.defineCommand('httpCacheClear', { numberOfKeys: 2, lua: CLEAR })
+      client.defineCommand('httpCacheClearCount', { numberOfKeys: 1, lua: CLEAR_COUNT })
       client.defineCommand('httpCacheAdvance', { numberOfKeys: 1, lua: ADVANCE })
       client.defineCommand('httpCacheClearGroup', { lua: CLEAR_GROUP }) // key count varies with the namespaces
     }
@@ -153,9 +156,10 @@ export class RedisStore implements Store {
       const full = generation + clears
       const raw = found[0]
       const value = raw === null ? null : current(raw, full, found[2], key, group)
-      // (an unregistered epoch is never one a value was written under: such a lookup is a miss)
-      if (registered(generation)) return { value, generation: full }
-      return this.registerGroup(group, generation).then((g) => ({ value, generation: g + clears }))
+      // (an unregistered epoch, or an absent clear count, is never one a value was written under: such a
+      // lookup is a miss)
+      if (registered(generation) && clears.charCodeAt(1) !== QUESTION) return { value, generation: full }
+      return this.registerGroup(group, generation, clears).then((g) => ({ value, generation: g }))
     })
   }
 
@@ -174,29 +178,30 @@ export class RedisStore implements Store {
 
   /**
    * Adds the group to the groups registry that clear() reads, then marks it registered unless it was
-   * evicted since `read`. Done by a miss before its answer is computed: a clear() that missed the group
-   * started before, and one that found it fences the write. Resolves to the generation to write under
-   * (an unregistered one when that failed: the write is then refused).
+   * evicted since `read`, and makes its absent clear counts (the first miss of a namespace, or a count
+   * Redis lost). Done by a miss before its answer is computed: a clear() that missed the group started
+   * before, and one that found it fences the write. Resolves to the generation (with its clears) to
+   * write under (the one read when that failed: the write is then refused).
    */
-  private registerGroup (group: string, read: string): Promise<string> {
+  private registerGroup (group: string, read: string, clears: string): Promise<string> {
     // concurrent misses of one group share one registration: they resolve together, so the ones of one
     // key join one single-flight run instead of each racing the leader's write with registrations of its own
     const id = read + ' ' + group
     let running = this.registering.get(id)
     if (running === undefined) {
-      running = this.addToRegistry(group, read).finally(() => this.registering.delete(id))
+      running = this.addToRegistry(group, read, clears).finally(() => this.registering.delete(id))
       this.registering.set(id, running)
     }
     return running
   }
 
-  private async addToRegistry (group: string, read: string): Promise<string> {
-    const gen = generationOf(group)
+  private async addToRegistry (group: string, read: string, clears: string): Promise<string> {
+    const keys = [generationOf(group), ...this.clearsOf(group)]
     try {
-      await this.on(this.keys.groups()).run(() => this.client.sadd(this.keys.groups(), group))
-      return (await this.on(gen).run(() => this.client.httpCacheMark(gen, read))) ?? read
+      if (!registered(read)) await this.on(this.keys.groups()).run(() => this.client.sadd(this.keys.groups(), group))
+      return (await this.on(keys[0]).run(() => this.client.httpCacheMark(keys.length, ...keys, read))) ?? read + clears
     } catch {
-      return read // a miss that is not stored
+      return read + clears // a miss that is not stored
     }
   }
 
@@ -219,7 +224,7 @@ export class RedisStore implements Store {
     let done: WriteReply = [-1, read]
     for (let tries = 1; done !== 0 && done[0] === -1; tries++) {
       if (tries > REGISTER_TRIES) return false
-      await this.registerGroup(group, done[1])
+      await this.registerGroup(group, done[1], '')
       done = await this.on(keys[0]).run(() => this.send(keys, args))
     }
     return done === 0 ? false : await this.keepRegistries(tags, done[1], ttlMs)
@@ -392,7 +397,7 @@ export class RedisStore implements Store {
           for (let i = 0; i < SLOTS; i += CLEAR_SLOTS) {
             await Promise.all(tags.slice(i, i + CLEAR_SLOTS).map(async (tag) => {
               const count = clearOf(start, tag)
-              await this.on(count).run(() => this.client.incr(count))
+              await this.on(count).run(() => this.client.httpCacheClearCount(count))
             }))
           }
         } finally {

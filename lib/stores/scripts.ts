@@ -15,13 +15,18 @@
 //   (MARK) only after the registration, before a miss computes its answer; the walk unregisters a group
 //   that has held nothing since the last walk, then evicts it to an even E. Writes need an odd E, so the
 //   registry names every group that holds keys.
-// A group never written has generation '0' (absent key).
+// A group never written has generation '0' (absent key). Redis may lose the key (maxmemory eviction, a
+// DEL) while values of its epochs are still stored: an epoch made from an absent key starts past every
+// one it may have held (see gen), so no lost epoch comes back.
 //
 // CLEAR: clear() moves no group. Every namespace start a group is under (lib/keys.ts, startsOf) has a
 // clear count (key `<start>clear`; on Cluster one per slot, so the group's scripts can read its own); a
-// value is stamped with the sum c of its group's counts (`g<E>[.n]/c`, no `/c` while it is 0) and a
-// lookup answers it only while the sum is the same: a clear() makes a whole namespace unreachable in
-// O(1). A write conditional on the generation a miss read (`E.n/c`) is refused after a clear too. The
+// value is stamped with the sum c of its group's counts (`g<E>[.n]/c`) and a lookup answers it only
+// while the sum is the same: a clear() makes a whole namespace unreachable in O(1). A count is made by
+// the registration of a miss that found it absent (MARK), by a write, or by a clear; while one is absent
+// no value is answered (a lost count must not read as "never cleared"), and counts only grow, past the
+// clock's milliseconds when made or moved (see MOVE), so no sum comes back. A write conditional on the generation a miss read (`E.n/c`) is
+// refused after a clear too. The
 // groups are walked behind the call (CLEAR_GROUP over the groups registry, resumed by another instance
 // when this one dies), which reclaims their keys and unregisters the groups that hold nothing.
 //
@@ -47,31 +52,47 @@ local function parse (g)
   if dot then return tonumber(string.sub(g, 1, dot - 1)), tonumber(string.sub(g, dot + 1)) end
   return tonumber(g), 0
 end
+-- epochs pass 10^14: Lua's own number to string conversion (%.14g) would write them with an exponent
+local function int (x) return string.format('%.17g', x) end
+-- An absent generation reads '0' (no value was written under it), but its epoch e starts past every one
+-- the key may have held: a key lost to maxmemory eviction or a DEL must not bring back an epoch whose
+-- values are still stored. 2 x the microseconds of the clock: an epoch moves by 2 at most per script.
 local function gen (key)
-  local g = redis.call('GET', key) or '0'
+  local g = redis.call('GET', key)
+  if not g then
+    local t = redis.call('TIME')
+    return '0', 2 * (t[1] * 1000000 + t[2]), 0
+  end
   local e, n = parse(g)
   if e == nil or n == nil then return redis.error_reply('not a generation at ' .. key) end
   return g, e, n
 end
 local function bump (key)
   local g, e, n = gen(key)
-  local next = e .. '.' .. (n + 1)
+  local next = int(e) .. '.' .. (n + 1)
   redis.call('SET', key, next)
   return next
 end
 `
 
-// The clears a generation carries (see CLEAR): '/<sum of the counts KEYS[from..to]>', '' while none. A
-// count that is not a number reads as one no lookup can match, so nothing is written under it.
+// The clears a generation carries (see CLEAR): '/<sum of the counts KEYS[from..to]>', and that sum; while
+// a count is absent, '/?<the counts, '' for an absent one, joined by ','>' (no value carries it: nothing
+// is answered) and nil. A count that is not a number reads as one no lookup can match, so nothing is
+// written under it. \`counted\` creates the absent counts, past every value they may have held.
 const CLEARS = `
 local function cleared (from, to)
-  local c = 0
+  local c, seen, absent = 0, {}, false
   for i = from, to do
     local v = redis.call('GET', KEYS[i])
-    if v then c = c + (tonumber(v) or 0.5) end
+    if v then c = c + (tonumber(v) or 0.5) else absent = true end
+    seen[#seen + 1] = v or ''
   end
-  if c == 0 then return '' end
-  return '/' .. string.format('%.17g', c)
+  if absent then return '/?' .. table.concat(seen, ','), nil end
+  return '/' .. string.format('%.17g', c), c
+end
+local function counted (from, to)
+  local t = redis.call('TIME')
+  for i = from, to do redis.call('SET', KEYS[i], string.format('%.17g', t[1] * 1000 + math.floor(t[2] / 1000)), 'NX') end
 end
 `
 
@@ -80,7 +101,7 @@ end
 // CLEAR): one written under epoch te before the clears numbered tc, or under an older epoch.
 const OLDER = `
 local function older (key, te, tn, tc)
-  local head = redis.pcall('GETRANGE', key, 0, 40)
+  local head = redis.pcall('GETRANGE', key, 0, 63)
   if type(head) == 'string' and string.byte(head, 1) == 103 then
     local space = string.find(head, '[ ,/]', 2)
     if space then
@@ -213,11 +234,17 @@ for i = 2, #KEYS do
   end
 end
 local g, e = gen(KEYS[3])
-local full = g .. cleared(5, tagsFrom - 1)
+local full, sum = cleared(5, tagsFrom - 1)
+full = g .. full
 if ARGV[3] ~= '' and full ~= ARGV[3] then return 0 end
 if e % 2 == 0 then
   if ARGV[3] ~= '' then return 0 end
   return {-1, g}
+end
+-- counts absent since the lookup (never made, or lost): made now, and the value stamped with them
+if not sum then
+  counted(5, tagsFrom - 1)
+  full = g .. cleared(5, tagsFrom - 1)
 end
 local ttl = tonumber(ARGV[2])
 if ARGV[8] and redis.call('SISMEMBER', KEYS[4], ARGV[8]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
@@ -241,19 +268,22 @@ end
 return {1, longer}
 `
 
-// KEYS: generation. ARGV: the generation read before the group was added to the groups registry.
-// Marks the group registered (odd epoch) unless it was evicted since that read; returns the
-// generation a miss may then write under, or false.
-export const MARK = GEN + `
+// KEYS: generation, clear counts (see CLEAR). ARGV: the generation read before the group was added to the
+// groups registry (when it was not registered). Marks the group registered (odd epoch) unless it was
+// evicted since that read, and makes its absent clear counts; returns the generation (with its clears)
+// a miss may then write under, or false.
+export const MARK = GEN + CLEARS + `
 local g, e = gen(KEYS[1])
 local read = parse(ARGV[1])
-if g == ARGV[1] and e % 2 == 0 then
-  redis.call('SET', KEYS[1], e + 1)
-  return tostring(e + 1)
-end
+if g == ARGV[1] then
+  if e % 2 == 0 then
+    g = int(e + 1)
+    redis.call('SET', KEYS[1], g)
+  end
 -- another instance marked it after the same read, and nothing evicted it since
-if e % 2 == 1 and e == read + 1 then return g end
-return false
+elseif not (e % 2 == 1 and e == read + 1) then return false end
+counted(2, #KEYS)
+return g .. cleared(2, #KEYS)
 `
 
 // KEYS: a tag's registry. ARGV: group, ms the registry must live at least (0 = for good).
@@ -275,17 +305,17 @@ if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
 local g, e = gen(KEYS[2])
 local next = e + 2
 if ARGV[3] == '1' and e % 2 == 1 then next = e + 1 end
-redis.call('SET', KEYS[2], next)
+redis.call('SET', KEYS[2], int(next))
 local size = redis.call('SCARD', KEYS[1])
 local n = size
 -- keys a tag eviction of this epoch took, not reclaimed yet, are still indexed: not counted twice
-local taken = ARGV[2] .. 'r:' .. e .. '.'
+local taken = ARGV[2] .. 'r:' .. int(e) .. '.'
 local pending = redis.call('LRANGE', KEYS[4], 0, -1)
 for _, set in ipairs(pending) do
   if string.sub(set, 1, #taken) == taken and not string.find(set, '/', #taken, true) then n = n - redis.call('SCARD', set) end
 end
 if size > ${SMALL_GROUP} then
-  local reclaim = ARGV[2] .. 'r:' .. next
+  local reclaim = ARGV[2] .. 'r:' .. int(next)
   redis.call('RENAME', KEYS[1], reclaim)
   redis.call('RPUSH', KEYS[4], reclaim)
 elseif size > 0 then
@@ -453,13 +483,24 @@ while true do
 end
 `
 
+// Moves a clear count past its value and the clock's milliseconds, so that the count made again after it
+// was lost (see \`counted\`) starts past every value it held: a sum of counts never comes back.
+const MOVE = `
+local function move (key)
+  local t = redis.call('TIME')
+  local v = tonumber(redis.call('GET', key) or '0') or 0
+  redis.call('SET', key, string.format('%.17g', math.max(v + 1, t[1] * 1000 + math.floor(t[2] / 1000))))
+end
+`
+
 // KEYS: clear count (standalone: the one of the namespace start), clear walks. ARGV: namespace start, the
 // walk's token, channel. Makes every value under the start unreachable (see CLEAR), records the walk that
 // evicts its groups behind the call (from the registry's start, whatever an earlier walk had got to), and
-// tells the in-process tiers. O(1). On Cluster the store does the same, one slot's count at a time.
-export const CLEAR = `
+// tells the in-process tiers. O(1). On Cluster the store does the same, one slot's count at a time
+// (CLEAR_COUNT).
+export const CLEAR = MOVE + `
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' 0')
-redis.call('INCR', KEYS[1])
+move(KEYS[1])
 redis.call('PUBLISH', ARGV[3], 'c' .. ARGV[1])
 return 1
 `
@@ -475,8 +516,9 @@ return 1
 export const CLEAR_GROUP = GEN + CLEARS + OLDER + `
 local size = redis.call('SCARD', KEYS[1])
 if size > 0 then
-  local c = cleared(5, #KEYS)
-  if c == '' then return 0 end
+  local c, tc = cleared(5, #KEYS)
+  -- a count lost since the clear: every value of the group is unreachable, and goes
+  if not tc then tc = 2 ^ 53 c = '/' .. string.format('%.17g', tc) end
   local g, e = gen(KEYS[2])
   redis.call('UNLINK', KEYS[4])
   if size > ${SMALL_GROUP} then
@@ -486,7 +528,6 @@ if size > 0 then
     redis.call('RPUSH', KEYS[3], reclaim)
     return 1
   end
-  local tc = tonumber(string.sub(c, 2))
   for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if older(key, e, 0, tc) then
       redis.call('UNLINK', key)
@@ -498,6 +539,12 @@ end
 if redis.call('SET', KEYS[4], '1', 'NX') then return 0 end
 redis.call('DEL', KEYS[4])
 return -1
+`
+
+// KEYS: a slot's clear count (see CLEAR).
+export const CLEAR_COUNT = MOVE + `
+move(KEYS[1])
+return 1
 `
 
 // KEYS: clear walks. ARGV: namespace start, the walk as read (token and cursor), the walk from now on

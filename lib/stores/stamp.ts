@@ -2,8 +2,8 @@
 // written under and the tags it carries, so that moving a group's epoch makes every value of the old one
 // unreachable at once, and a tag eviction every value of the tag, a URL eviction over many origins the
 // URL's (O(1) evictions; see FENCE in lib/stores/scripts.ts). The Lua scripts read and write the same stamp.
-// A generation as the store hands it out is `E[.n][/c]`: c, the clears of the group's namespaces so far
-// (absent when none), makes a clear() unreachable at once too (see CLEAR in lib/stores/scripts.ts).
+// A generation as the store hands it out is `E[.n]/c`: c, the clears of the group's namespaces so far,
+// makes a clear() unreachable at once too (see CLEAR in lib/stores/scripts.ts).
 import { entryPrefixOf } from '../keys.js'
 
 /** Whether a generation's epoch is odd: its group is in the groups registry (see lib/stores/scripts.ts). */
@@ -116,14 +116,23 @@ function urlMatches (key: string, prefix: string, origin: string, rest: string):
   return origin === '' || o === origin || o.startsWith(origin + ';')
 }
 
-/** The clears of a group as its generation carries them: '/<sum of the counts from replies[from] on>', '' while none. */
+/**
+ * The clears of a group as its generation carries them: '/<sum of the counts from replies[from] on>'; while
+ * a count is absent (never made, or lost), '/?<the counts, '' for an absent one, joined by ','>', which no
+ * value carries (as `cleared` in lib/stores/scripts.ts writes it).
+ */
 export function cleared (replies: Array<Buffer | null>, from: number): string {
   let sum = 0
+  let absent = false
   for (let i = from; i < replies.length; i++) {
     const count = replies[i]
-    if (count !== null) sum += Number(count.toString())
+    if (count === null) absent = true
+    else sum += Number(count.toString())
   }
-  return sum === 0 ? '' : '/' + String(sum)
+  if (!absent) return '/' + String(sum)
+  let seen = ''
+  for (let i = from; i < replies.length; i++) seen += (i === from ? '' : ',') + (replies[i]?.toString() ?? '')
+  return '/?' + seen
 }
 
 /** A value as the store keeps it in Redis: stamped with the generation it was written under (and its tags). */
