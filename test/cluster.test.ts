@@ -292,6 +292,8 @@ t.test('clear() empties every group on every master, and only this prefix', asyn
 
   t.equal(await app.cache.clear(), 0, 'Redis counts nothing on the call')
   for (const g of groups) t.equal(await app.cache.has(`v-${g}`, { group: g }), false, 'unreachable at once')
+  t.equal([...(await keysByMaster(`${prefix}:clear:*`)).values()].flat().length, groups.length,
+    'a clear count in each slot a group was written in, none made in the 16,381 others')
   // reclaimed behind the clear, on each master
   await until('no entry or value left on any master', async () => [...(await keysByMaster(`${prefix}:{*}:[ev]:*`)).values()].every((keys) => keys.length === 0))
   for (const g of groups) {

@@ -84,7 +84,7 @@ for (const namespace of [undefined, 'v1']) {
     await s.cached('/items/1')
   })
 
-  t.test(`a clear count lost, then moved by clear() again, never matches an older one${namespace === undefined ? '' : ' (a namespace\'s count)'}`, async (t) => {
+  t.test(`a clear count lost, then made again, never matches an older one${namespace === undefined ? '' : ' (a namespace\'s count)'}`, async (t) => {
     const s = await shop(t, namespace)
     const urls = ['/items/1', '/items/2']
     const clear = async (): Promise<void> => { await s.app.cache.clear(namespace === undefined ? {} : { namespace }) }
@@ -96,7 +96,7 @@ for (const namespace of [undefined, 'v1']) {
       await s.client.del(`${s.prefix}:groups`) // the walks behind the clears find nothing: every value stays
       await clear()
       await s.client.del(count)
-      await clear() // makes the count again: past every value it held, not from nothing
+      await clear() // leaves it absent: the next miss makes it again, past every value it held
       for (const url of urls) {
         t.same(await s.get(url), { cache: 'MISS', v: s.version.v }, `${url}, round ${round}: nothing from before the clears`)
         await s.cached(url)
@@ -120,4 +120,90 @@ t.test('a value stamped without clears (as releases before December 2026 wrote t
   s.version.v = 2
   t.same(await s.get('/items/1'), { cache: 'MISS', v: 2 }, 'a lost count does not read as "never cleared"')
   await s.cached('/items/1')
+})
+
+t.test('under maxmemory with allkeys-random, Redis evicting any key: no response is older than the last eviction or clear() of its group', async (t) => {
+  // a server of its own: its memory limit must not touch the other tests' keys
+  const server = await startRedis(t)
+  const admin = server.client()
+  const client = server.client()
+  const app = Fastify()
+  await app.register(httpCache, { redis: client, prefix: 'mm', timeout: 2000 })
+  t.teardown(() => app.close())
+  const groups = ['g0', 'g1', 'g2', 'g3', 'g4', 'g5', 'g6', 'g7']
+  const version: Record<string, number> = Object.fromEntries(groups.map((g) => [g, 1]))
+  const pad = 'x'.repeat(4000)
+  for (const g of groups) app.get(`/${g}/:id`, { config: { cache: { group: g, ttl: 0 } } }, async () => ({ v: version[g], pad }))
+  await app.ready()
+  const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))?.[1])
+  // room for about half of the 480 URLs' values (groups past the 50 keys an eviction removes itself):
+  // Redis evicts all the time, whatever the key
+  await admin.config('SET', 'maxmemory', String(used + 1_000_000))
+  await admin.config('SET', 'maxmemory-policy', 'allkeys-random')
+
+  // a fixed sequence (mulberry32): a failure can be replayed
+  let seed = 12345
+  const random = (n: number): number => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return Math.floor(((x ^ (x >>> 14)) >>> 0) / 4294967296 * n)
+  }
+  let hits = 0
+  let stale = 0
+  let evictions = 0
+  let clears = 0
+  let failed = 0
+  for (let step = 0; step < 4000; step++) {
+    const g = groups[random(groups.length)]
+    const roll = random(1000)
+    // an eviction may fail (OOM: Redis could not get under its limit before the script's first write);
+    // the store keeps it and answers nothing it covers until it is replayed
+    if (roll < 10) {
+      version[g]++
+      await app.cache.evictGroup(g).then(() => evictions++, () => failed++)
+    } else if (roll < 12) {
+      for (const other of groups) version[other]++
+      await app.cache.clear().then(() => clears++, () => failed++)
+    } else {
+      const res = await app.inject(`/${g}/${random(60)}`)
+      if (res.statusCode !== 200) t.fail(`step ${step}: status ${res.statusCode}`)
+      if (res.headers['x-cache'] === 'HIT') hits++
+      const v = (res.json() as { v: number }).v
+      if (v !== version[g]) {
+        stale++
+        if (stale <= 5) t.fail(`step ${step}: /${g} answered version ${v} (${String(res.headers['x-cache'])}) after the eviction to version ${version[g]}`)
+      }
+    }
+  }
+  const evicted = Number(/evicted_keys:(\d+)/.exec(await admin.info('stats'))?.[1])
+  t.equal(stale, 0, `nothing evicted or cleared was answered (${stale} of ${hits} HITs were)`)
+  t.ok(evicted > 1000, `Redis evicted keys meanwhile (${evicted})`)
+  t.ok(hits > 100, `and the cache still answered HITs (${hits}; ${evictions} group evictions and ${clears} clears done, ${failed} failed)`)
+})
+
+t.test('at its first connection the store warns once when Redis may evict keys, and not otherwise', async (t) => {
+  const server = await startRedis(t)
+  const admin = server.client()
+  const warnings = async (setup: () => Promise<unknown>, options: Record<string, unknown> = {}): Promise<Array<{ policy?: string, msg: string }>> => {
+    await setup()
+    const logs: Array<{ level: number, policy?: string, msg: string }> = []
+    const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { logs.push(JSON.parse(line)) } } } })
+    const client = server.client(options)
+    await app.register(httpCache, { redis: client, prefix: 'w', timeout: 2000 })
+    await app.ready()
+    await client.ping() // answered after the INFO the store sent once connected, on the same connection
+    await app.close()
+    return logs.filter((l) => l.level === 40 && l.msg.includes('may evict keys'))
+  }
+  t.same(await warnings(async () => await admin.config('SET', 'maxmemory', '0')), [], 'no memory limit: nothing is evicted')
+  t.same(await warnings(async () => await admin.config('SET', 'maxmemory', '64mb', 'maxmemory-policy', 'noeviction')), [], 'noeviction')
+  const seen = await warnings(async () => await admin.config('SET', 'maxmemory-policy', 'volatile-lru'))
+  t.equal(seen.length, 1, 'volatile-lru: one warning')
+  t.equal(seen[0]?.policy, 'volatile-lru', 'naming the policy')
+  t.equal((await warnings(async () => await admin.config('SET', 'maxmemory-policy', 'allkeys-lfu'))).length, 1, 'allkeys-lfu')
+  // a server that refuses INFO (as some managed ones do): nothing logged, nothing thrown
+  await admin.call('ACL', 'SETUSER', 'noinfo', 'on', '>secret', '~*', '&*', '+@all', '-info')
+  t.same(await warnings(async () => {}, { username: 'noinfo', password: 'secret' }), [], 'INFO refused: left alone')
+  await admin.config('SET', 'maxmemory', '0')
 })

@@ -8,6 +8,7 @@ import { SLOTS, clearOf, entryPrefixOf, generationOf, indexOf, originsOf, slotTa
 import { Reclaimer } from './reclaim.js'
 import { cleared, current, registered, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
+import { warnIfEvicting } from './eviction-policy.js'
 import { ADVANCE, CLEAR, CLEAR_COUNT, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
@@ -83,9 +84,13 @@ export class RedisStore implements Store {
   private slotTags: string[] | undefined
   /** Group registrations in flight, by the generation they read and the group. */
   private readonly registering = new Map<string, Promise<string>>()
+  private readonly log: FastifyBaseLogger
+  /** Whether the server's eviction policy was looked at (once, at the first connection). */
+  private policyChecked = false
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
+    this.log = opts.log
     this.owned = opts.owned
     this.maxOrigins = String(opts.maxOrigins)
     this.channel = keys.channel()
@@ -301,6 +306,10 @@ export class RedisStore implements Store {
 
   /** Queues the groups and clear() walks any instance left undone (bound: ioredis calls it as a 'ready' listener). */
   private readonly resume = (): void => {
+    if (!this.policyChecked) {
+      this.policyChecked = true
+      warnIfEvicting(this.client, this.log).catch(() => {}) // best effort: INFO may be refused
+    }
     const walks = this.keys.clearing()
     this.on(walks).run(() => this.client.hkeys(walks)).then((starts) => { for (const start of starts) this.walker.schedule(start) },
       () => {}) // resumed at the next start or clear()

@@ -23,8 +23,9 @@
 // clear count (key `<start>clear`; on Cluster one per slot, so the group's scripts can read its own); a
 // value is stamped with the sum c of its group's counts (`g<E>[.n]/c`) and a lookup answers it only
 // while the sum is the same: a clear() makes a whole namespace unreachable in O(1). A count is made by
-// the registration of a miss that found it absent (MARK), by a write, or by a clear; while one is absent
-// no value is answered (a lost count must not read as "never cleared"), and counts only grow, past the
+// the registration of a miss that found it absent (MARK), or by a write; while one is absent no value is
+// answered (a lost count must not read as "never cleared"), so a clear leaves it absent (on Cluster,
+// counts exist only in the slots a group of the namespace was written in); counts only grow, past the
 // clock's milliseconds when made or moved (see MOVE), so no sum comes back. A write conditional on the generation a miss read (`E.n/c`) is
 // refused after a clear too. The
 // groups are walked behind the call (CLEAR_GROUP over the groups registry, resumed by another instance
@@ -484,12 +485,14 @@ end
 `
 
 // Moves a clear count past its value and the clock's milliseconds, so that the count made again after it
-// was lost (see \`counted\`) starts past every value it held: a sum of counts never comes back.
+// was lost (see \`counted\`) starts past every value it held: a sum of counts never comes back. An absent
+// count is left absent: nothing is answered under it, and a miss makes it before computing its answer.
 const MOVE = `
 local function move (key)
+  local v = redis.call('GET', key)
+  if not v then return end
   local t = redis.call('TIME')
-  local v = tonumber(redis.call('GET', key) or '0') or 0
-  redis.call('SET', key, string.format('%.17g', math.max(v + 1, t[1] * 1000 + math.floor(t[2] / 1000))))
+  redis.call('SET', key, string.format('%.17g', math.max((tonumber(v) or 0) + 1, t[1] * 1000 + math.floor(t[2] / 1000))))
 end
 `
 
