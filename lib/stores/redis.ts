@@ -85,8 +85,6 @@ export class RedisStore implements Store {
   /** Group registrations in flight, by the generation they read and the group. */
   private readonly registering = new Map<string, Promise<string>>()
   private readonly log: FastifyBaseLogger
-  /** Whether the server's eviction policy was looked at (once, at the first connection). */
-  private policyChecked = false
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
@@ -304,12 +302,12 @@ export class RedisStore implements Store {
     this.reclaimer.schedule(group)
   }
 
-  /** Queues the groups and clear() walks any instance left undone (bound: ioredis calls it as a 'ready' listener). */
+  /**
+   * Queues the groups and clear() walks any instance left undone, and looks at what the server may evict
+   * (bound: ioredis calls it as a 'ready' listener, once).
+   */
   private readonly resume = (): void => {
-    if (!this.policyChecked) {
-      this.policyChecked = true
-      warnIfEvicting(this.client, this.log).catch(() => {}) // best effort: INFO may be refused
-    }
+    warnIfEvicting(this.client, this.log).catch(() => {}) // best effort: INFO may be refused
     const walks = this.keys.clearing()
     this.on(walks).run(() => this.client.hkeys(walks)).then((starts) => { for (const start of starts) this.walker.schedule(start) },
       () => {}) // resumed at the next start or clear()

@@ -23,7 +23,8 @@
 //   MISS_RATE       req/s per server (2000)      MISS_DURATION  seconds per run (4)
 //   MISS_ROUNDS     rounds (8)                   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  cores (0 / 1)
 //   HIT_KINDS       --hit: the servers, kind or name=kind (memory,control=memory,memory-http,memory-metrics,
-//                   l1,memory-ioredis,bare: control is a second memory server, the noise floor of a ratio)
+//                   l1,memory-ioredis,bare: control is a second memory server, the noise floor of a ratio);
+//                   name=kind@dir runs the kind on another build (e.g. "old=redis@/tmp/old/dist,new=redis")
 //   HIT_RATE        --hit: req/s per server (10000); MISS_DURATION and MISS_ROUNDS as above
 
 const { spawn, spawnSync } = require('node:child_process')
@@ -47,8 +48,11 @@ function servers () {
   // two processes running the same code
   const spec = process.env.HIT_KINDS ?? 'memory,control=memory,memory-http,memory-metrics,l1,memory-ioredis,bare'
   return spec.split(',').map((k) => k.trim()).filter(Boolean).map((item) => {
-    const at = item.indexOf('=')
-    return at < 0 ? { name: item, kind: item } : { name: item.slice(0, at), kind: item.slice(at + 1) }
+    // kind@dir: that kind on another build (a directory holding a compiled index.js)
+    const [named, dist] = item.split('@')
+    const at = named.indexOf('=')
+    const server = at < 0 ? { name: named, kind: named } : { name: named.slice(0, at), kind: named.slice(at + 1) }
+    return dist === undefined ? server : { ...server, dist: path.resolve(dist) }
   })
 }
 
@@ -68,6 +72,7 @@ const pinned = (cpu, cmd, args, options) => spawnSync('taskset', ['-c', cpu, 'tr
 async function start (server, redisUrl) {
   const env = { ...process.env }
   if (server.dist !== undefined) env.HTTP_CACHE_DIST = server.dist
+  if (HIT) env.BENCH_PREFIX = `bench-${server.name}` // builds side by side: each with keys of its own
   // --trace-gc-nvp: one line per collection on stdout, with the bytes each scavenge promoted
   const child = pinned(SERVER_CPU, process.execPath, ['--trace-gc-nvp', path.join(__dirname, 'server.js'), server.kind, redisUrl], { env, stdio: ['pipe', 'pipe', 'inherit'] })
   const gc = { promoted: 0 }

@@ -87,6 +87,8 @@ async function fastifyServer (kind, redisUrl) {
     const httpCache = loadPlugin(WHO)
     // miss: a prefix of its own, so its entries share nothing with the redis server's on the same Redis
     const options = kind.startsWith('memory') ? {} : kind === 'miss' ? { redis: redisUrl, prefix: 'bench-miss' } : { redis: redisUrl }
+    // BENCH_PREFIX: a prefix of its own (builds of the plugin side by side on one Redis)
+    if (options.redis !== undefined && process.env.BENCH_PREFIX !== undefined) options.prefix = process.env.BENCH_PREFIX
     if (kind === 'l1') options.l1 = L1
     if (kind === 'memory-http') options.policy = 'http'
     if (kind === 'memory-metrics') options.metrics = { registry: new (require('prom-client').Registry)() }
