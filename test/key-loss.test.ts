@@ -7,7 +7,8 @@ import { until } from './helpers/until.js'
 
 // Redis may lose any key the store keeps: maxmemory eviction under an allkeys-* policy, a DEL by hand.
 // Losing a group's generation or a clear count must not bring back what an eviction or a clear() made
-// unreachable. The deletions here stand for Redis's own: its eviction deletes keys the same way.
+// unreachable. The first tests delete keys in a chosen order (Redis's eviction deletes them the same
+// way); the last ones let Redis evict on its own, and check the warning the store logs when it may.
 
 let redis: Promise<TestRedis> | undefined
 let prefixes = 0
