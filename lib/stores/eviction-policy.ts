@@ -2,9 +2,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 
 /** What a Redis server's INFO says of its memory limit and what it evicts past it. */
-export interface EvictionPolicy { maxmemory: number, policy: string }
+interface EvictionPolicy { maxmemory: number, policy: string }
 
-export function readPolicy (info: string): EvictionPolicy {
+function readPolicy (info: string): EvictionPolicy {
   return {
     maxmemory: Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0),
     policy: /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ?? 'noeviction'

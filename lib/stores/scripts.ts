@@ -46,24 +46,29 @@ const STEP = 10
 // A group of no more keys than this is removed by its eviction itself, in one script of about 0.5 ms.
 const SMALL_GROUP = 50
 
+/** Lua helpers: Redis's clock, and numbers past 10^14 as text (Lua's own %.14g would use an exponent). */
+const CLOCK = `
+local function int (x) return string.format('%.17g', x) end
+local function now ()
+  local t = redis.call('TIME')
+  return t[1] * 1000000 + t[2]
+end
+local function millis () return math.floor(now() / 1000) end
+`
+
 /** Lua helpers: generation parsing and comparison. */
-const GEN = `
+const GEN = CLOCK + `
 local function parse (g)
   local dot = string.find(g, '.', 1, true)
   if dot then return tonumber(string.sub(g, 1, dot - 1)), tonumber(string.sub(g, dot + 1)) end
   return tonumber(g), 0
 end
--- epochs pass 10^14: Lua's own number to string conversion (%.14g) would write them with an exponent
-local function int (x) return string.format('%.17g', x) end
 -- An absent generation reads '0' (no value was written under it), but its epoch e starts past every one
 -- the key may have held: a key lost to maxmemory eviction or a DEL must not bring back an epoch whose
 -- values are still stored. 2 x the microseconds of the clock: an epoch moves by 2 at most per script.
 local function gen (key)
   local g = redis.call('GET', key)
-  if not g then
-    local t = redis.call('TIME')
-    return '0', 2 * (t[1] * 1000000 + t[2]), 0
-  end
+  if not g then return '0', 2 * now(), 0 end
   local e, n = parse(g)
   if e == nil or n == nil then return redis.error_reply('not a generation at ' .. key) end
   return g, e, n
@@ -89,11 +94,10 @@ local function cleared (from, to)
     seen[#seen + 1] = v or ''
   end
   if absent then return '/?' .. table.concat(seen, ','), nil end
-  return '/' .. string.format('%.17g', c), c
+  return '/' .. int(c), c
 end
 local function counted (from, to)
-  local t = redis.call('TIME')
-  for i = from, to do redis.call('SET', KEYS[i], string.format('%.17g', t[1] * 1000 + math.floor(t[2] / 1000)), 'NX') end
+  for i = from, to do redis.call('SET', KEYS[i], int(millis()), 'NX') end
 end
 `
 
@@ -116,10 +120,6 @@ local function older (key, te, tn, tc)
     end
   end
   return true
-end
-local function now ()
-  local t = redis.call('TIME')
-  return t[1] * 1000000 + t[2]
 end
 `
 
@@ -455,7 +455,7 @@ return 0
 // Only a run larger than a page is split, sorted, resuming after its last key listed. Returns
 // {generation (with its clears), fence ('' = none), cursor ('0' with no resume key: the end), resume key, key1,
 // value1, ...}; members that expired are skipped.
-export const ENTRIES = CLEARS + `
+export const ENTRIES = CLOCK + CLEARS + `
 local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 local gen = (redis.call('GET', KEYS[2]) or '0') .. cleared(4, #KEYS)
@@ -487,12 +487,11 @@ end
 // Moves a clear count past its value and the clock's milliseconds, so that the count made again after it
 // was lost (see \`counted\`) starts past every value it held: a sum of counts never comes back. An absent
 // count is left absent: nothing is answered under it, and a miss makes it before computing its answer.
-const MOVE = `
+const MOVE = CLOCK + `
 local function move (key)
   local v = redis.call('GET', key)
   if not v then return end
-  local t = redis.call('TIME')
-  redis.call('SET', key, string.format('%.17g', math.max((tonumber(v) or 0) + 1, t[1] * 1000 + math.floor(t[2] / 1000))))
+  redis.call('SET', key, int(math.max((tonumber(v) or 0) + 1, millis())))
 end
 `
 
@@ -521,7 +520,7 @@ local size = redis.call('SCARD', KEYS[1])
 if size > 0 then
   local c, tc = cleared(5, #KEYS)
   -- a count lost since the clear: every value of the group is unreachable, and goes
-  if not tc then tc = 2 ^ 53 c = '/' .. string.format('%.17g', tc) end
+  if not tc then tc = 2 ^ 53 c = '/' .. int(tc) end
   local g, e = gen(KEYS[2])
   redis.call('UNLINK', KEYS[4])
   if size > ${SMALL_GROUP} then
