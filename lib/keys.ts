@@ -5,9 +5,9 @@
 //     …k:<custom key>                                 entries of routes with a key builder
 //     …v:<name>                                       application values (set, wrap)
 //     …i                                              index of the group's keys
-//     …g                                              eviction generation of the group
+//     …g                                              eviction generation of the group, and after it its fence:
+//                                                     partial evictions not reclaimed yet
 //     …t:<tag>                                        the group's keys carrying a tag
-//     …f                                              the group's fence: partial evictions not reclaimed yet
 //     …r:<generation>, …R                             keys an eviction left to reclaim, and the list of those sets
 //     …u:<generation>                                 an evict(url) whose origins are left to sweep (listed in …R)
 //     …x                                              set by a clear()'s walk that found the group holding nothing

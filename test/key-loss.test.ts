@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import httpCache from '../index.js'
+import { DELETE_URL, EVICT_TAG } from '../lib/stores/scripts.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { until } from './helpers/until.js'
 
@@ -121,6 +122,109 @@ t.test('a value stamped without clears (as releases before December 2026 wrote t
   s.version.v = 2
   t.same(await s.get('/items/1'), { cache: 'MISS', v: 2 }, 'a lost count does not read as "never cleared"')
   await s.cached('/items/1')
+})
+
+// A tag eviction, or an evict(url) over many origins, fences what it evicts in O(1) and reclaims it behind
+// (FENCE in lib/stores/scripts.ts). The fence is kept in the generation's own key, and its entry is
+// dropped only by a reclaim that proves it removed everything: losing the keys that drive the reclaim
+// (the tag's set, the job) or any key with a ttl must not bring back what the eviction fenced.
+
+interface Catalogue {
+  app: FastifyInstance
+  client: Redis
+  prefix: string
+  version: { v: number }
+  get: (url: string, host?: string) => Promise<{ cache: string, v: number }>
+  cached: (url: string, host?: string) => Promise<void>
+  /** Whether the value a response of `url` was stored under is still in Redis. */
+  stored: (url: string, host?: string) => Promise<boolean>
+}
+
+async function catalogue (test: Test): Promise<Catalogue> {
+  const server = await (redis ??= startRedis(t))
+  const client = server.client()
+  const prefix = `kl${++prefixes}`
+  const app = await started(test, client, prefix)
+  const version = { v: 1 }
+  app.get('/items/:id', { config: { cache: { group: 'items', ttl: 60_000, tags: () => ['all'] } } }, async () => ({ v: version.v }))
+  const get = async (url: string, host = 'localhost'): Promise<{ cache: string, v: number }> => {
+    const res = await app.inject({ url, headers: { host } })
+    return { cache: String(res.headers['x-cache']), v: res.json().v }
+  }
+  const cached = async (url: string, host?: string): Promise<void> => { await until(`${url} cached`, async () => (await get(url, host)).cache === 'HIT') }
+  const stored = async (url: string, host = 'localhost'): Promise<boolean> => (await client.exists(`${prefix}:{items}:e:GET:http://${host}${url}`)) === 1
+  return { app, client, prefix, version, get, cached, stored }
+}
+
+async function started (test: Test, client: Redis, prefix: string): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(httpCache, { redis: client, prefix, timeout: 2000, maxOrigins: 1000 })
+  test.teardown(() => app.close())
+  return app
+}
+
+/** Starts another instance, which resumes the reclaims left undone, and waits until they are. */
+async function resumed (test: Test, c: Catalogue): Promise<void> {
+  const server = await (redis ??= startRedis(t))
+  await c.client.sadd(`${c.prefix}:reclaim`, `${c.prefix}:{items}:`)
+  const app = await started(test, server.client(), c.prefix)
+  await app.ready()
+  await until('reclaims done', async () => (await c.client.exists(`${c.prefix}:{items}:R`)) === 0)
+}
+
+/** Deletes the group's keys as Redis's eviction would: `which` of its keys that are not values. */
+async function lose (c: Catalogue, which: (key: string, ttl: number) => boolean): Promise<string[]> {
+  const lost: string[] = []
+  for (const key of await c.client.keys(`${c.prefix}:{items}:*`)) {
+    if (key.includes(':e:GET:')) continue
+    if (which(key, await c.client.pttl(key))) lost.push(key)
+  }
+  if (lost.length > 0) await c.client.del(...lost)
+  return lost.sort()
+}
+
+t.test('a tag eviction whose reclaim set, index and every key with a ttl Redis lost: what it fenced is never answered, before or after the reclaim', async (t) => {
+  const c = await catalogue(t)
+  const urls = ['/items/1', '/items/2', '/items/3', '/items/4']
+  for (const url of urls) await c.cached(url)
+  const base = `${c.prefix}:{items}:`
+  // the evicting instance fences the tag and dies before reclaiming (as in test/reclaim.test.ts)
+  c.version.v = 2
+  await c.client.eval(EVICT_TAG, 3, base + 't:all', base + 'g', base + 'R', `${c.prefix}:invalidate`, base, 'all')
+  // everything with a ttl (what a volatile-* policy may evict), and the reclaim set
+  const lost = await lose(c, (key, ttl) => ttl > 0 || key.includes(':r:'))
+  t.ok(lost.includes(base + 'i') && lost.some((k) => k.includes(':r:')), `lost: ${lost.join(', ')}`)
+  for (const url of urls) t.ok(await c.stored(url), `${url}'s fenced value is still stored`)
+  t.same(await c.get('/items/1'), { cache: 'MISS', v: 2 }, 'not answered: the fence went with nothing')
+  await c.cached('/items/1')
+  await resumed(t, c)
+  t.ok(await c.stored('/items/2'), 'the reclaim could not find it: still stored')
+  for (const url of urls.slice(1)) t.same(await c.get(url), { cache: 'MISS', v: 2 }, `${url}: the reclaim of a lost set leaves its fence entry`)
+  t.same(await c.get('/items/1'), { cache: 'HIT', v: 2 }, 'what was written since is answered')
+})
+
+t.test('an evict(url) whose sweep Redis lost: the origins it fenced are never answered, before or after the sweep', async (t) => {
+  const c = await catalogue(t)
+  const hosts = Array.from({ length: 140 }, (_, i) => `h${i}.test`)
+  for (const host of hosts) await c.get('/items/1', host)
+  await until('stored', async () => (await c.client.keys(`${c.prefix}:{items}:e:*`)).length === hosts.length)
+  const base = `${c.prefix}:{items}:`
+  c.version.v = 2
+  // past its first origins, with no time budget: the rest fenced, left to a sweep nobody runs
+  const [, fenced] = await c.client.eval(DELETE_URL, 4, base + 'o', base + 'i', base + 'g', base + 'R', `${c.prefix}:invalidate`, base, base + 'e:GET:',
+    '/items/1', '', 0) as [number, number]
+  t.ok(fenced > 0, 'origins fenced')
+  const left = []
+  for (const host of hosts) if (await c.stored('/items/1', host)) left.push(host)
+  t.ok(left.length > 2, `${left.length} values left to the sweep`)
+  t.same(await lose(c, (key) => key.includes(':u:')), [await c.client.lrange(base + 'R', 0, -1).then((jobs) => jobs[0])], 'the job lost')
+  t.same(await c.get('/items/1', left[0]), { cache: 'MISS', v: 2 }, 'not answered before the sweep')
+  await resumed(t, c)
+  t.ok(await c.stored('/items/1', left[1]), 'nothing swept it: still stored')
+  for (const host of left.slice(1)) {
+    if ((await c.get('/items/1', host)).cache !== 'MISS') t.fail(`answered under ${host}`)
+  }
+  t.pass('none of them answered after the sweep of a lost job')
 })
 
 t.test('under maxmemory with allkeys-random, Redis evicting any key: no response is older than the last eviction or clear() of its group', async (t) => {

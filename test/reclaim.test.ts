@@ -35,13 +35,24 @@ async function keys (pattern: string): Promise<string[]> {
 /** Runs the store's eviction script as an instance that dies right after it would: nobody reclaims. */
 async function evictAndDie (prefix: string, group: string): Promise<void> {
   const base = `${prefix}:{${group}}:`
-  await r.eval(EVICT_GROUP, 5, base + 'i', base + 'g', base + 'o', base + 'R', base + 'f', `${prefix}:invalidate`, base, '')
+  await r.eval(EVICT_GROUP, 4, base + 'i', base + 'g', base + 'o', base + 'R', `${prefix}:invalidate`, base, '')
 }
 
 /** Runs the store's tag eviction script for one group as an instance that dies right after it would. */
 async function evictTagAndDie (prefix: string, group: string, tag: string): Promise<number> {
   const base = `${prefix}:{${group}}:`
-  return await r.eval(EVICT_TAG, 4, base + 't:' + tag, base + 'g', base + 'R', base + 'f', `${prefix}:invalidate`, base, tag) as number
+  return await r.eval(EVICT_TAG, 3, base + 't:' + tag, base + 'g', base + 'R', `${prefix}:invalidate`, base, tag) as number
+}
+
+/** A group's fence: what follows its generation, in the same key (see FENCE in lib/stores/scripts.ts); null for none. */
+async function fenceOf (prefix: string, group: string): Promise<string | null> {
+  const gen = await r.get(`${prefix}:{${group}}:g`) ?? ''
+  return gen.includes(';') ? gen.slice(gen.indexOf(';')) : null
+}
+
+/** Whether a group has nothing left to reclaim, and no fence. */
+async function reclaimedAll (prefix: string, group: string): Promise<boolean> {
+  return (await r.exists(`${prefix}:{${group}}:R`)) === 0 && await fenceOf(prefix, group) === null
 }
 
 async function fillValues (app: FastifyInstance, group: string, n: number): Promise<void> {
@@ -129,7 +140,7 @@ t.test('evictTag over more keys than one reclaim script takes: unreachable when 
   t.equal(await app.cache.evictTag('hot'), 600)
   t.equal(await app.cache.get('t1', { group: 'mixed' }), undefined, 'unreachable at once')
   t.equal(await app.cache.get('plain', { group: 'mixed' }), 'stays')
-  await until('reclaimed', async () => (await r.exists(`${prefix}:{mixed}:R`, `${prefix}:{mixed}:f`)) === 0)
+  await until('reclaimed', async () => await reclaimedAll(prefix, 'mixed'))
   t.same(await keys(`${prefix}:{mixed}:v:*`), [`${prefix}:{mixed}:v:plain`], 'no tagged key left once reclaimed')
   t.same(await r.smembers(`${prefix}:{mixed}:i`), [`${prefix}:{mixed}:v:plain`], 'and none in the index')
   t.equal(await app.cache.get('plain', { group: 'mixed' }), 'stays')
@@ -156,35 +167,40 @@ t.test('a tag eviction fences the tag\'s values at once, before any reclaim: the
   await app.cache.set('a', 'a2', { group, tags: ['hot'] })
   t.equal(await app.cache.get('a', { group }), 'a2', 'a value written since the eviction is served')
   t.equal(await evictTagAndDie(prefix, group, 'cold'), 1)
-  t.match(await r.get(`${prefix}:{${group}}:f`), /^;\d+\.\d+,hot;\d+\.\d+,cold$/, 'the fence holds both evictions')
+  t.match(await fenceOf(prefix, group), /^;\d+\.\d+,hot;\d+\.\d+,cold$/, 'the fence holds both evictions')
   t.equal(await app.cache.get('a', { group }), 'a2', 'another tag\'s eviction does not fence it')
 
   await r.sadd(`${prefix}:reclaim`, `${prefix}:{${group}}:`)
   await make(t, { prefix }) // another instance starts and resumes the reclaims
-  await until('reclaimed', async () => (await r.exists(`${prefix}:{${group}}:R`, `${prefix}:{${group}}:f`)) === 0)
+  await until('reclaimed', async () => await reclaimedAll(prefix, group))
   t.same(await keys(`${prefix}:{${group}}:v:*`), [value('a'), value('c'), value('d')], 'the fenced keys are gone, the one written since stays')
   t.equal(await app.cache.get('a', { group }), 'a2')
 })
 
-t.test('a fence lives as long as the tag set it fenced, and goes with the group\'s next eviction', async (t) => {
+t.test('a fence is kept after the generation, in its key; its reclaim set lives until reclaimed; both go with the group\'s next eviction', async (t) => {
   const { app, prefix } = await make(t)
-  const fence = `${prefix}:{short}:f`
+  const base = `${prefix}:{short}:`
   await app.cache.set('x', 1, { group: 'short', tags: ['t'], ttl: 100 })
   await app.cache.set('y', 1, { group: 'short', tags: ['t'], ttl: 50 })
+  t.ok(await r.pttl(base + 't:t') > 90_000, 'the tag set has the ttl of its longest-lived value')
   await evictTagAndDie(prefix, 'short', 't')
-  const ttl = await r.pttl(fence)
-  t.ok(ttl > 90_000 && ttl <= 100_000, `as long as the longest value carrying the tag (${ttl} ms)`)
+  const gen = await r.get(base + 'g') ?? ''
+  t.match(gen, /^\d+\.1;\d+\.1,t$/, 'the generation, then its fence')
+  t.equal(await r.pttl(base + 'g'), -1, 'no ttl: Redis drops it only with the generation')
+  t.equal(await r.pttl(base + 'r:' + gen.split(';')[0]), -1, 'the reclaim set has none either')
+  t.same(await r.smembers(base + 'r:' + gen.split(';')[0]).then((m) => m.sort()), ['', base + 'v:x', base + 'v:y'],
+    'the keys to reclaim, and the member that proves the set whole')
   await app.cache.set('z', 1, { group: 'short', tags: ['u'], ttl: 0 })
   await evictTagAndDie(prefix, 'short', 'u')
-  t.equal(await r.pttl(fence), -1, 'for good once it fences a value kept for good')
+  t.match(await fenceOf(prefix, 'short'), /^;\d+\.1,t;\d+\.2,u$/)
   t.equal(await app.cache.evictGroup('short'), 0, 'the keys the tag evictions took are not counted again')
-  t.equal(await r.exists(fence), 0, 'the new epoch makes it moot')
+  t.equal(await fenceOf(prefix, 'short'), null, 'the new epoch makes it moot')
 })
 
 /** Runs the store's evict(url) script as an instance that dies right after it would, with no time budget. */
 async function evictUrlAndDie (prefix: string, group: string, rest: string, origin = ''): Promise<[number, number]> {
   const base = `${prefix}:{${group}}:`
-  return await r.eval(DELETE_URL, 5, base + 'o', base + 'i', base + 'g', base + 'R', base + 'f', `${prefix}:invalidate`, base, base + 'e:GET:', rest, origin, 0) as [number, number]
+  return await r.eval(DELETE_URL, 4, base + 'o', base + 'i', base + 'g', base + 'R', `${prefix}:invalidate`, base, base + 'e:GET:', rest, origin, 0) as [number, number]
 }
 
 async function fillHosts (app: FastifyInstance, prefix: string, group: string, paths: string[], hosts: string[]): Promise<void> {
@@ -206,7 +222,7 @@ t.test('evict(url) under more origins than one script gets through: unreachable 
     if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'MISS') t.fail(`/u served under ${host}`)
   }
   t.equal(calls, hosts.length, 'the URL is unreachable under every origin once the call resolves')
-  await until('swept', async () => (await r.exists(`${prefix}:{hosts}:R`, `${prefix}:{hosts}:f`)) === 0)
+  await until('swept', async () => await reclaimedAll(prefix, 'hosts'))
   t.same(await keys(`${prefix}:{hosts}:u:*`), [], 'no job left')
   for (const host of hosts) {
     if ((await app.inject({ url: '/u', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/u not served under ${host}`)
@@ -230,7 +246,7 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   t.ok(fenced > 0 && n + fenced >= hosts.length, `the origins left are fenced (${fenced})`)
   const entry = (host: string, path = '/u'): string => `${prefix}:{many}:e:GET:http://${host}${path}`
   t.equal((await keys(`${prefix}:{many}:e:*`)).filter((k) => k.endsWith('.test/u')).length, hosts.length - n, 'nobody swept the rest (the evicting instance died)')
-  t.match(await r.get(`${prefix}:{many}:f`), /^;\d+\.\d+~0~2~\/u$/, 'the fence names the URL')
+  t.match(await fenceOf(prefix, 'many'), /^;\d+\.\d+~0~2~\/u$/, 'the fence names the URL')
 
   // half the origins: still there in Redis, not answered (by a lookup nor by the admin API)
   const old = hosts.slice(half)
@@ -247,7 +263,7 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
     if ((await app.inject({ url: '/a/u', headers: { host } })).headers['x-cache'] !== 'HIT') t.fail(`/a/u not served under ${host}`)
   }
   t.equal(calls, half, 'a URL that only ends like it is not fenced')
-  const gen = await r.get(`${prefix}:{many}:g`)
+  const gen = (await r.get(`${prefix}:{many}:g`))?.split(';')[0]
   const clears = await r.get(`${prefix}:clear`)
   await until('written again', async () => {
     const values = await r.mget(hosts.slice(0, half).map((h) => entry(h)))
@@ -256,7 +272,7 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
 
   await r.sadd(`${prefix}:reclaim`, `${prefix}:{many}:`)
   await make(t, { prefix, maxOrigins: 1000 }) // another instance starts and resumes the sweep
-  await until('swept', async () => (await r.exists(`${prefix}:{many}:R`, `${prefix}:{many}:f`)) === 0)
+  await until('swept', async () => await reclaimedAll(prefix, 'many'))
   t.same(await keys(`${prefix}:{many}:u:*`), [], 'no job left')
   t.same((await keys(`${prefix}:{many}:e:*`)).filter((k) => k.endsWith('.test/u')).sort(), hosts.slice(0, half).map((h) => entry(h)).sort(),
     'the fenced keys are gone, the ones written since stay')
@@ -283,9 +299,9 @@ t.test('evict(url) again while the last one of that URL is still sweeping: one f
     await evictUrlAndDie(prefix, 'burst', '/u', 'http://h1.test')
   ]
   t.ok(evictions.every(([, fenced]) => fenced > 0), 'each fenced past its first page')
-  const [e, n] = (await r.get(base + 'g') ?? '').split('.').map(Number)
+  const [e, n] = (await r.get(base + 'g') ?? '').split(';')[0].split('.').map(Number)
   const gens = [n - 2, n - 1, n].map((i) => `${e}.${i}`)
-  t.equal(await r.get(base + 'f'), `;${gens[0]}~0~2~/u;${gens[1]}~0~4~/a/u;${gens[2]}~14~2~http://h1.test/u`,
+  t.equal(await fenceOf(prefix, 'burst'), `;${gens[0]}~0~2~/u;${gens[1]}~0~4~/a/u;${gens[2]}~14~2~http://h1.test/u`,
     'the second /u entry replaced the first; another URL, or the same URL under one origin, has its own')
   t.same(await r.lrange(base + 'R', 0, -1), gens.map((g) => `${base}u:${g}`), 'one job each, in order')
   t.same(await keys(`${base}u:*`), gens.map((g) => `${base}u:${g}`).sort(), 'the first job is gone')
@@ -294,7 +310,7 @@ t.test('evict(url) again while the last one of that URL is still sweeping: one f
   }
   await r.sadd(`${prefix}:reclaim`, base)
   await make(t, { prefix, maxOrigins: 1000 }) // another instance starts and resumes the sweeps
-  await until('swept', async () => (await r.exists(base + 'R', base + 'f')) === 0)
+  await until('swept', async () => await reclaimedAll(prefix, 'burst'))
   t.same(await keys(`${base}u:*`), [], 'no job left')
   t.same(await keys(`${base}e:*`), [], 'both URLs swept under every origin')
 })
@@ -306,7 +322,7 @@ t.test('an evict(url) over up to 128 origins is done at once, whatever its budge
   await fillHosts(app, prefix, 'few', ['/u'], hosts.slice(1))
   t.same(await evictUrlAndDie(prefix, 'few', '/u'), [127, 0], 'every entry removed, none fenced')
   t.same(await keys(`${prefix}:{few}:e:*`), [])
-  t.equal(await r.exists(`${prefix}:{few}:f`, `${prefix}:{few}:R`), 0)
+  t.ok(await reclaimedAll(prefix, 'few'))
   t.same(await evictUrlAndDie(prefix, 'few', '/u'), [0, 0], 'nothing left: nothing counted')
   await app.inject({ url: '/u', headers: { host: hosts[0] } })
   await app.inject({ url: '/u', headers: { host: 'h128.test' } })
@@ -325,7 +341,7 @@ t.test('an evict(url) of one origin fences that origin and the forwarding varian
   await until('stored', async () => (await keys(`${prefix}:{one}:e:*`)).length === hosts.length + 1)
   const [, fenced] = await evictUrlAndDie(prefix, 'one', '/u', 'http://h1.test')
   t.ok(fenced > 0, 'fenced past its first page')
-  t.match(await r.get(`${prefix}:{one}:f`), /^;\d+\.\d+~14~2~http:\/\/h1\.test\/u$/)
+  t.match(await fenceOf(prefix, 'one'), /^;\d+\.\d+~14~2~http:\/\/h1\.test\/u$/)
   const found = async (url: string, headers = ''): Promise<number> => (await app.inject(`/_cache/entry?url=${encodeURIComponent(url)}${headers}`)).statusCode
   t.equal(await found('http://h1.test/u'), 404, 'that origin')
   t.equal(await found('http://h10.test/u'), 200, 'an origin that only starts like it')
@@ -334,22 +350,31 @@ t.test('an evict(url) of one origin fences that origin and the forwarding varian
   t.equal(forwarded, 'MISS', 'a forwarding variant of it')
 })
 
-t.test('a fence entry is dropped whole, whatever the URL it names holds', async (t) => {
+t.test('a fence entry is dropped whole, whatever the URL it names holds, once its reclaim proves it removed everything', async (t) => {
   const base = 'rcf:{g}:'
   const fence = ';3.2~0~13~/x;3.5,a;3.6~;3.4,hot;3.7~1~1~x/'
-  await r.set(base + 'f', fence, 'PX', 60_000)
-  const drop = async (gen: string, kind = RECLAIM): Promise<string | null> => {
-    if (kind === RECLAIM) await r.eval(RECLAIM, 4, base + 'r:' + gen, base + 'i', base + 'R', base + 'f', gen, 500)
-    else await r.eval(RECLAIM_URL, 5, base + 'u:' + gen, base + 'o', base + 'i', base + 'R', base + 'f', gen, 500, base + 'e:GET:')
-    return await r.get(base + 'f')
+  await r.set(base + 'g', '3.7' + fence)
+  const drop = async (gen: string, kind = RECLAIM, lost = false): Promise<string | null> => {
+    // what the eviction left: a set with the member that proves it whole, or a job
+    if (!lost && kind === RECLAIM) await r.sadd(base + 'r:' + gen, '')
+    if (!lost && kind === RECLAIM_URL) await r.hset(base + 'u:' + gen, 'c', '0', 'o', '', 'r', '/x')
+    const [, done] = kind === RECLAIM
+      ? await r.eval(RECLAIM, 4, base + 'r:' + gen, base + 'i', base + 'R', base + 'g', gen, 500) as [number, number]
+      : await r.eval(RECLAIM_URL, 5, base + 'u:' + gen, base + 'o', base + 'i', base + 'R', base + 'g', gen, 500, base + 'e:GET:') as [number, number]
+    t.equal(done, 1, `${gen} done`)
+    const value = await r.get(base + 'g') ?? ''
+    t.equal(value.split(';')[0], '3.7', 'the generation is kept')
+    return value.includes(';') ? value.slice(value.indexOf(';')) : null
   }
   t.equal(await drop('3.5'), fence, 'a tag entry\'s text inside a URL entry is not an entry')
+  t.equal(await drop('3.4', RECLAIM, true), fence, 'a set Redis lost proves nothing: the entry stays')
   t.equal(await drop('3.4'), ';3.2~0~13~/x;3.5,a;3.6~;3.7~1~1~x/', 'a tag entry')
+  t.equal(await drop('3.2', RECLAIM_URL, true), ';3.2~0~13~/x;3.5,a;3.6~;3.7~1~1~x/', 'a job Redis lost: the entry stays')
   t.equal(await drop('3.2', RECLAIM_URL), ';3.7~1~1~x/', 'a URL entry, its text included')
-  t.ok(await r.pttl(base + 'f') > 50_000, 'the fence keeps its ttl')
-  t.equal(await drop('3.7', RECLAIM_URL), null, 'the last one drops the fence')
-  await r.set(base + 'f', ';3.1~x~1~/;3.2,a')
+  t.equal(await drop('3.7', RECLAIM_URL), null, 'the last one leaves the generation alone')
+  await r.set(base + 'g', '3.7;3.1~x~1~/;3.2,a')
   t.equal(await drop('3.2'), ';3.1~x~1~/;3.2,a', 'what follows an entry it cannot read is kept as it is')
+  t.equal(await r.exists(base + 'r:3.2', base + 'r:3.4', base + 'u:3.2', base + 'u:3.7'), 0, 'nothing left behind')
 })
 
 // clear() moves a clear count, O(1) whatever the groups (CLEAR in lib/stores/scripts.ts): what it cleared

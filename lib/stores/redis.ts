@@ -32,17 +32,18 @@ const CLEAR_SLOTS = 256
 // How many times an unconditional write registers its group and tries again when a clear() races it.
 const REGISTER_TRIES = 3
 const QUESTION = 0x3f // '?': a clear count is absent (see cleared in lib/stores/stamp.ts)
+const SEMICOLON = 0x3b // ends a generation followed by its fence
 
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<WriteReply>
   httpCacheMark (keys: number, ...args: string[]): Promise<string | null>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
-  httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, fence: string, channel: string, group: string, clear: string): Promise<[number, number]>
-  httpCacheEvictTag (tagSet: string, gen: string, pending: string, fence: string, channel: string, group: string, tag: string): Promise<number>
-  httpCacheReclaim (set: string, index: string, pending: string, fence: string, generation: string, gen: string, budget: number): Promise<[number, number]>
+  httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, channel: string, group: string, clear: string): Promise<[number, number]>
+  httpCacheEvictTag (tagSet: string, gen: string, pending: string, channel: string, group: string, tag: string): Promise<number>
+  httpCacheReclaim (set: string, index: string, pending: string, gen: string, generation: string, budget: number): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
-  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, fence: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number): Promise<[number, number]>
-  httpCacheReclaimUrl (job: string, origins: string, index: string, pending: string, fence: string, gen: string, budget: number, prefix: string): Promise<[number, number]>
+  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number): Promise<[number, number]>
+  httpCacheReclaimUrl (job: string, origins: string, index: string, pending: string, gen: string, generation: string, budget: number, prefix: string): Promise<[number, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
   httpCacheEntriesBuffer (n: number, ...args: Array<string | number>): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
   httpCacheClear (count: string, walks: string, start: string, token: string, channel: string): Promise<number>
@@ -95,11 +96,11 @@ export class RedisStore implements Store {
     if (typeof this.client.httpCacheWrite !== 'function') {
       client.defineCommand('httpCacheWrite', { lua: WRITE }) // key count varies with the tags
       client.defineCommand('httpCacheMark', { lua: MARK }) // key count varies with the namespaces
-      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 5, lua: EVICT_GROUP })
-      client.defineCommand('httpCacheEvictTag', { numberOfKeys: 4, lua: EVICT_TAG })
-      client.defineCommand('httpCacheReclaim', { numberOfKeys: 5, lua: RECLAIM })
+      client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 4, lua: EVICT_GROUP })
+      client.defineCommand('httpCacheEvictTag', { numberOfKeys: 3, lua: EVICT_TAG })
+      client.defineCommand('httpCacheReclaim', { numberOfKeys: 4, lua: RECLAIM })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
-      client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 5, lua: DELETE_URL })
+      client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 4, lua: DELETE_URL })
       client.defineCommand('httpCacheReclaimUrl', { numberOfKeys: 5, lua: RECLAIM_URL })
       client.defineCommand('httpCacheRegister', { numberOfKeys: 1, lua: REGISTER })
       client.defineCommand('httpCacheUnlock', { numberOfKeys: 1, lua: UNLOCK })
@@ -152,13 +153,15 @@ export class RedisStore implements Store {
       // that follows a MISS's response in the same turn (app.inject, a warm-up) reads what it wrote
       if (turn.writing(key)) turn.flush()
     }
-    return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), fenceOf(group), ...this.clearsOf(group))).then((found) => {
+    return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), ...this.clearsOf(group))).then((found) => {
       const gen = found[1]
-      const generation = gen === null ? '0' : gen.toString()
-      const clears = cleared(found, 3)
+      // the group's fence, if any, follows its generation (see FENCE in lib/stores/scripts.ts)
+      const semi = gen === null ? -1 : gen.indexOf(SEMICOLON)
+      const generation = gen === null ? '0' : gen.toString('latin1', 0, semi === -1 ? gen.length : semi)
+      const clears = cleared(found, 2)
       const full = generation + clears
       const raw = found[0]
-      const value = raw === null ? null : current(raw, full, found[2], key, group)
+      const value = raw === null ? null : current(raw, full, semi === -1 ? null : (gen as Buffer).subarray(semi), key, group)
       // (an unregistered epoch, or an absent clear count, is never one a value was written under: such a
       // lookup is a miss)
       if (registered(generation) && clears.charCodeAt(1) !== QUESTION) return { value, generation: full }
@@ -266,7 +269,7 @@ export class RedisStore implements Store {
     let n: number, fenced: number
     try {
       [n, fenced] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group), pendingOf(group),
-        fenceOf(group), this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US))
+        this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US))
     } finally {
       this.invalidated?.({ group })
     }
@@ -287,7 +290,7 @@ export class RedisStore implements Store {
     let n: number, queued: number
     try {
       [n, queued] = await this.on(group).run(() => this.client.httpCacheEvictGroup(indexOf(group), generationOf(group), originsOf(group), pendingOf(group),
-        fenceOf(group), this.channel, group, clear ? '1' : ''))
+        this.channel, group, clear ? '1' : ''))
     } finally {
       this.invalidated?.({ group })
     }
@@ -333,8 +336,8 @@ export class RedisStore implements Store {
   private async reclaimStep (group: string, set: string): Promise<boolean> {
     const threshold = set.slice(group.length + 2) // '<group>r:<generation>', '<group>u:<generation>'
     const [, done] = await this.on(group).run(() => set[group.length] === 'u'
-      ? this.client.httpCacheReclaimUrl(set, originsOf(group), indexOf(group), pendingOf(group), fenceOf(group), threshold, RECLAIM_BUDGET_US, entryPrefixOf(group))
-      : this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), fenceOf(group), generationOf(group), threshold, RECLAIM_BUDGET_US))
+      ? this.client.httpCacheReclaimUrl(set, originsOf(group), indexOf(group), pendingOf(group), generationOf(group), threshold, RECLAIM_BUDGET_US, entryPrefixOf(group))
+      : this.client.httpCacheReclaim(set, indexOf(group), pendingOf(group), generationOf(group), threshold, RECLAIM_BUDGET_US))
     return done === 1
   }
 
@@ -368,7 +371,7 @@ export class RedisStore implements Store {
         await this.on(registry).run(() => this.client.srem(registry, group))
         let some: number
         try {
-          some = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group), fenceOf(group),
+          some = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group),
             this.channel, group, tag))
         } finally {
           this.invalidated?.({ group })
@@ -489,8 +492,8 @@ export class RedisStore implements Store {
     const index = indexOf(group)
     const [scan, after] = cursor === undefined ? ['0', ''] : readCursor(cursor)
     const clears = this.clearsOf(group)
-    const [gen, fenceRaw, next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(3 + clears.length, index, generationOf(group),
-      fenceOf(group), ...clears, scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
+    const [gen, fenceRaw, next, last, ...flat] = await this.on(index).run(() => this.client.httpCacheEntriesBuffer(2 + clears.length, index, generationOf(group),
+      ...clears, scan, after === '' ? '' : group + after, limit, MAX_SCANS_PER_PAGE * limit))
     const generation = gen.toString()
     const fence = fenceRaw.length === 0 ? null : fenceRaw
     const items: StoredItem[] = []
@@ -567,5 +570,3 @@ function readCursor (cursor: string): [string, string] {
 const pendingOf = (base: string): string => base + 'R'
 /** Set by a clear()'s walk that found the group holding nothing (see CLEAR_GROUP in lib/stores/scripts.ts). */
 const idleOf = (base: string): string => base + 'x'
-/** The tag evictions of a group whose values are not all reclaimed yet (see FENCE in lib/stores/scripts.ts). */
-const fenceOf = (base: string): string => base + 'f'

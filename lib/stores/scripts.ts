@@ -32,12 +32,16 @@
 // when this one dies), which reclaims their keys and unregisters the groups that hold nothing.
 //
 // FENCE: a tag eviction moves n (to E.n') and moves the tag's keys to a reclaim set in O(1). Until the
-// reclaim has removed them, the group's fence (key `…f`) holds an entry `;E.n',tag` that names the tag
-// and n': a value stamped with that tag (`g<E.n>,tag1,tag2 <bytes>`) under an older n is unreachable
+// reclaim has removed them, the group's fence holds an entry `;E.n',tag` that names the tag and n': a
+// value stamped with that tag (`g<E.n>,tag1,tag2 <bytes>`) under an older n is unreachable
 // (lib/stores/stamp.ts). An evict(url) over more origins than one script gets through fences the rest the
 // same way, with an entry `;E.n'~<length of O>~<length of R>~<O><R>`: a value under an older n whose key is
-// `<entry prefix><origin><R>`, the origin O or `O;…` (any origin when O is ''), is unreachable. A
-// reclaim drops its entry when done; the fence lives as long as the keys it fenced.
+// `<entry prefix><origin><R>`, the origin O or `O;…` (any origin when O is ''), is unreachable. The fence
+// is kept after the generation, in its key (`E.n;entry;entry`): Redis cannot lose it without the
+// generation, whose loss makes every value of the group unreachable anyway (see gen). A reclaim drops its
+// entry once it has proved it removed every key it was given: it pops a member no key has, put in the set
+// by the eviction (or finds the job the eviction left). When Redis lost that set (or job), the entry
+// stays, and the values it fences stay unreachable, until the group's next eviction.
 
 // How many keys (or origins) a reclaim or sweep takes between two looks at the clock: a script ends at
 // most one step (about 0.1 ms) past its budget. With steps of 50, scripts past a 0.5 ms budget ran two
@@ -56,7 +60,7 @@ end
 local function millis () return math.floor(now() / 1000) end
 `
 
-/** Lua helpers: generation parsing and comparison. */
+/** Lua helpers: generation parsing and comparison; the fence after it (see FENCE). */
 const GEN = CLOCK + `
 local function parse (g)
   local dot = string.find(g, '.', 1, true)
@@ -67,16 +71,18 @@ end
 -- the key may have held: a key lost to maxmemory eviction or a DEL must not bring back an epoch whose
 -- values are still stored. 2 x the microseconds of the clock: an epoch moves by 2 at most per script.
 local function gen (key)
-  local g = redis.call('GET', key)
-  if not g then return '0', 2 * now(), 0 end
+  local raw = redis.call('GET', key)
+  if not raw then return '0', 2 * now(), 0, '' end
+  local semi = string.find(raw, ';', 1, true)
+  local g = semi and string.sub(raw, 1, semi - 1) or raw
   local e, n = parse(g)
   if e == nil or n == nil then return redis.error_reply('not a generation at ' .. key) end
-  return g, e, n
+  return g, e, n, semi and string.sub(raw, semi) or ''
 end
 local function bump (key)
-  local g, e, n = gen(key)
+  local g, e, n, fence = gen(key)
   local next = int(e) .. '.' .. (n + 1)
-  redis.call('SET', key, next)
+  redis.call('SET', key, next .. fence)
   return next
 end
 `
@@ -123,15 +129,15 @@ local function older (key, te, tn, tc)
 end
 `
 
-// Drops the fence entries for which `drop(generation, body)` answers true (body: ',tag' or '~lo~lr~OR'),
-// keeping the fence's ttl; `unfence` drops the entry of the eviction that left generation `gen` (see
-// FENCE). Entries are walked, not searched: a URL entry's text may contain anything.
+// Drops the entries of a group's fence (after its generation, in `key`) for which `drop(generation, body)`
+// answers true (body: ',tag' or '~lo~lr~OR'); `unfence` drops the entry of the eviction that left
+// generation `gen` (see FENCE). Entries are walked, not searched: a URL entry's text may contain anything.
 const UNFENCE = `
 local function refence (key, drop)
   local fence = redis.call('GET', key)
-  if not fence then return end
-  local rest = ''
-  local i = string.find(fence, ';', 1, true)
+  local i = fence and string.find(fence, ';', 1, true)
+  if not i then return end
+  local rest = string.sub(fence, 1, i - 1)
   while i do
     local j = string.find(fence, '[,~;]', i + 1) or #fence + 1
     local stop
@@ -149,26 +155,10 @@ local function refence (key, drop)
     if not drop(string.sub(fence, i + 1, j - 1), string.sub(fence, j, stop)) then rest = rest .. string.sub(fence, i, stop) end
     i = string.find(fence, ';', stop + 1, true)
   end
-  if rest == fence then return end
-  local ttl = redis.call('PTTL', key)
-  if rest == '' then redis.call('DEL', key)
-  elseif ttl > 0 then redis.call('SET', key, rest, 'PX', ttl)
-  else redis.call('SET', key, rest) end
+  if rest ~= fence then redis.call('SET', key, rest) end
 end
 local function unfence (key, gen)
   refence(key, function (g) return g == gen end)
-end
-`
-
-// Appends an entry to a group's fence, which then lives at least as long as the set indexing the keys it
-// fences (those expire with the set at the latest).
-const FENCE = `
-local function fence (key, entry, set)
-  local left = redis.call('PTTL', key)
-  redis.call('APPEND', key, entry)
-  local ttl = redis.call('PTTL', set)
-  if ttl == -1 then redis.call('PERSIST', key)
-  elseif ttl > 0 and (left == -2 or (left >= 0 and left < ttl)) then redis.call('PEXPIRE', key, ttl) end
 end
 `
 
@@ -278,6 +268,7 @@ local g, e = gen(KEYS[1])
 local read = parse(ARGV[1])
 if g == ARGV[1] then
   if e % 2 == 0 then
+    -- (a fence of the even epoch goes: no value of the new one is under it)
     g = int(e + 1)
     redis.call('SET', KEYS[1], g)
   end
@@ -294,7 +285,7 @@ export const REGISTER = KEEP + `
 return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
 `
 
-// KEYS: index, generation, origins, pending reclaims, fence. ARGV: channel, group, '1' when the walk of a
+// KEYS: index, generation, origins, pending reclaims. ARGV: channel, group, '1' when the walk of a
 // clear() evicts a group it found indexing nothing and unregistered (its epoch becomes even; when it
 // indexes keys again by now, a write came first: nothing is done, and the result is {-1, 0}, so that the
 // walk registers it back instead of evicting what was written since the clear). O(1): the new epoch
@@ -310,11 +301,14 @@ if ARGV[3] == '1' and e % 2 == 1 then next = e + 1 end
 redis.call('SET', KEYS[2], int(next))
 local size = redis.call('SCARD', KEYS[1])
 local n = size
--- keys a tag eviction of this epoch took, not reclaimed yet, are still indexed: not counted twice
+-- keys a tag eviction of this epoch took, not reclaimed yet, are still indexed: not counted twice (nor
+-- the member that proves a tag's set whole, see EVICT_TAG)
 local taken = ARGV[2] .. 'r:' .. int(e) .. '.'
 local pending = redis.call('LRANGE', KEYS[4], 0, -1)
 for _, set in ipairs(pending) do
-  if string.sub(set, 1, #taken) == taken and not string.find(set, '/', #taken, true) then n = n - redis.call('SCARD', set) end
+  if string.sub(set, 1, #taken) == taken and not string.find(set, '/', #taken, true) then
+    n = n - redis.call('SCARD', set) + redis.call('SISMEMBER', set, '')
+  end
 end
 if size > ${SMALL_GROUP} then
   local reclaim = ARGV[2] .. 'r:' .. int(next)
@@ -323,47 +317,54 @@ if size > ${SMALL_GROUP} then
 elseif size > 0 then
   redis.call('UNLINK', KEYS[1], unpack(redis.call('SMEMBERS', KEYS[1])))
 end
-redis.call('UNLINK', KEYS[3], KEYS[5])
+-- (the new generation has no fence: the old epoch's is moot)
+redis.call('UNLINK', KEYS[3])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 return {math.max(n, 0), (size > ${SMALL_GROUP} or #pending > 0) and 1 or 0}
 `
 
-// KEYS: tag set, generation, pending reclaims, fence. ARGV: channel, group, tag. O(1): fences the
-// group's writes, fences the tag's values written so far (see FENCE) and moves the tag's keys to a
-// reclaim set for RECLAIM. Returns how many keys the tag set held (expired or evicted ones included).
-export const EVICT_TAG = GEN + FENCE + `
+// KEYS: tag set, generation, pending reclaims. ARGV: channel, group, tag. O(1): fences the group's writes,
+// fences the tag's values written so far (see FENCE) and moves the tag's keys to a reclaim set for
+// RECLAIM, with a member no key has ('') that proves the set whole to the reclaim that pops it; the set
+// lives until reclaimed (without a ttl Redis does not evict it under a volatile-* policy, and it does not
+// expire before the reclaim proves it emptied it). Returns how many keys the tag set held (expired or
+// evicted ones included).
+export const EVICT_TAG = GEN + `
 local next = bump(KEYS[2])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 local n = redis.call('SCARD', KEYS[1])
 if n == 0 then return 0 end
-fence(KEYS[4], ';' .. next .. ',' .. ARGV[3], KEYS[1])
+redis.call('APPEND', KEYS[2], ';' .. next .. ',' .. ARGV[3])
 local reclaim = ARGV[2] .. 'r:' .. next
 redis.call('RENAME', KEYS[1], reclaim)
+redis.call('PERSIST', reclaim)
+redis.call('SADD', reclaim, '')
 redis.call('RPUSH', KEYS[3], reclaim)
 return n
 `
 
-// KEYS: reclaim set, index, pending reclaims, fence, generation. ARGV: the generation the eviction left
-// (the set's name ends with it; `E.n/c` for a clear's, see CLEAR_GROUP), time budget in microseconds.
+// KEYS: reclaim set, index, pending reclaims, generation. ARGV: the generation the eviction left (the
+// set's name ends with it; `E.n/c` for a clear's, see CLEAR_GROUP), time budget in microseconds.
 // Removes keys of the set written under an older generation (a clear's: before its clears, or under an
 // epoch older than the group's now), in batches, until the set is empty or the budget is spent; a clear's
-// gives the keys it keeps back to the index. Then drops the eviction's fence entry, if any. Returns {keys
-// removed, 1 when the set is empty}.
+// gives the keys it keeps back to the index. Then drops the eviction's fence entry, if any, when it popped
+// the member that proves the set whole (see EVICT_TAG). Returns {keys removed, 1 when the set is empty}.
 export const RECLAIM = GEN + OLDER + UNFENCE + KEEP + `
 local slash = string.find(ARGV[1], '/', 1, true)
 local te, tn = parse(slash and string.sub(ARGV[1], 1, slash - 1) or ARGV[1])
 local tc = slash and tonumber(string.sub(ARGV[1], slash + 1)) or nil
 if tc then
-  local _, e = gen(KEYS[5])
+  local _, e = gen(KEYS[4])
   te = e
 end
 local deadline = now() + tonumber(ARGV[2])
 local removed = 0
-local done = false
+local done, whole = false, false
 while true do
   local batch = redis.call('SPOP', KEYS[1], ${STEP})
   for _, key in ipairs(batch) do
-    if older(key, te, tn, tc) then
+    if key == '' then whole = true
+    elseif older(key, te, tn, tc) then
       removed = removed + redis.call('UNLINK', key)
       redis.call('SREM', KEYS[2], key)
     elseif tc then
@@ -374,9 +375,13 @@ while true do
   if #batch < ${STEP} then done = true break end
   if now() >= deadline then break end
 end
+-- popped before the set was empty: back in it, for the reclaim that empties it
+if whole and not done then
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[1], '') else done = true end
+end
 if done then
   redis.call('LREM', KEYS[3], 0, KEYS[1])
-  unfence(KEYS[4], ARGV[1])
+  if whole then unfence(KEYS[4], ARGV[1]) end
 end
 return {removed, done and 1 or 0}
 `
@@ -389,14 +394,14 @@ redis.call('PUBLISH', ARGV[1], 'k' .. KEYS[1])
 return redis.call('UNLINK', KEYS[1])
 `
 
-// KEYS: origins, index, generation, pending reclaims, fence. ARGV: channel, group, entry prefix, rest of
+// KEYS: origins, index, generation, pending reclaims. ARGV: channel, group, entry prefix, rest of
 // the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes
 // one URL's entries under the origins recorded for the group (see SWEEP) until done or, past 128 origins,
 // the budget is spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
 // `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets, in place of
 // the entry and job of an earlier eviction of the same URL and origin not done yet. Returns {how many
 // existed, how many origins were fenced without being looked at}.
-export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + FENCE + `
+export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + `
 local next = bump(KEYS[3])
 local te, tn = parse(next)
 -- up to 128 origins (the default maxOrigins is 100) all at once, whatever the budget: the count is exact
@@ -406,13 +411,13 @@ if cursor == '0' then return {n, 0} end
 local body = '~' .. #ARGV[5] .. '~' .. #ARGV[4] .. '~' .. ARGV[5] .. ARGV[4]
 -- an earlier eviction of the same URL still sweeping: this one's entry and sweep cover all of its, so a
 -- burst of them leaves one entry that every lookup of the group reads, and one job
-refence(KEYS[5], function (g, b)
+refence(KEYS[3], function (g, b)
   if b ~= body then return false end
   redis.call('DEL', ARGV[2] .. 'u:' .. g)
   redis.call('LREM', KEYS[4], 0, ARGV[2] .. 'u:' .. g)
   return true
 end)
-fence(KEYS[5], ';' .. next .. body, KEYS[2])
+redis.call('APPEND', KEYS[3], ';' .. next .. body)
 local job = ARGV[2] .. 'u:' .. next
 redis.call('HSET', job, 'c', cursor, 'o', ARGV[5], 'r', ARGV[4])
 redis.call('RPUSH', KEYS[4], job)
@@ -420,14 +425,15 @@ redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 return {n, math.max(redis.call('SCARD', KEYS[1]) - seen, 1)}
 `
 
-// KEYS: job, origins, index, pending reclaims, fence. ARGV: the generation the eviction left (the job's
-// name ends with it), time budget in microseconds, entry prefix. Goes on with an evict(url) that DELETE_URL
-// fenced, from the job's cursor, until the origins are done or the budget is spent; then drops the job
-// and its fence entry. Returns {keys removed, 1 when done}.
+// KEYS: job, origins, index, pending reclaims, generation. ARGV: the generation the eviction left (the
+// job's name ends with it), time budget in microseconds, entry prefix. Goes on with an evict(url) that
+// DELETE_URL fenced, from the job's cursor, until the origins are done or the budget is spent; then drops
+// the job and its fence entry (not when Redis lost the job: see FENCE). Returns {keys removed, 1 when done}.
 export const RECLAIM_URL = GEN + OLDER + SWEEP + UNFENCE + `
 local job = redis.call('HMGET', KEYS[1], 'c', 'o', 'r')
 local cursor, removed = '0', 0
-if job[1] and job[2] and job[3] then
+local whole = job[1] and job[2] and job[3]
+if whole then
   local te, tn = parse(ARGV[1])
   cursor, removed = sweep(KEYS[2], KEYS[3], ARGV[3], job[3], job[2], job[1], te, tn, now() + tonumber(ARGV[2]), nil)
 end
@@ -437,7 +443,7 @@ if cursor ~= '0' then
 end
 redis.call('DEL', KEYS[1])
 redis.call('LREM', KEYS[4], 0, KEYS[1])
-unfence(KEYS[5], ARGV[1])
+if whole then unfence(KEYS[5], ARGV[1]) end
 return {removed, 1}
 `
 
@@ -448,7 +454,7 @@ return 0
 `
 
 // The admin API's listing (values are read raw: stamped, see `current`).
-// KEYS: index, generation, fence, clear counts (see CLEAR). ARGV: SSCAN cursor, key to resume after ('' = none),
+// KEYS: index, generation, clear counts (see CLEAR). ARGV: SSCAN cursor, key to resume after ('' = none),
 // limit, most SSCAN calls.
 // One page of the admin API's listing. SSCAN with COUNT 1 returns one run of hash table buckets per
 // call (a small listpack set: all of it, cursor 0); a run that does not fit in the page is left whole
@@ -459,8 +465,10 @@ return 0
 export const ENTRIES = CLOCK + CLEARS + `
 local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
-local gen = (redis.call('GET', KEYS[2]) or '0') .. cleared(4, #KEYS)
-local fence = redis.call('GET', KEYS[3]) or ''
+local raw = redis.call('GET', KEYS[2]) or '0'
+local semi = string.find(raw, ';', 1, true)
+local gen = (semi and string.sub(raw, 1, semi - 1) or raw) .. cleared(3, #KEYS)
+local fence = semi and string.sub(raw, semi) or ''
 while true do
   local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 1)
   local run = r[2]
