@@ -140,9 +140,8 @@ interface Catalogue {
   stored: (url: string, host?: string) => Promise<boolean>
 }
 
-async function catalogue (test: Test): Promise<Catalogue> {
-  const server = await (redis ??= startRedis(t))
-  const client = server.client()
+async function catalogue (test: Test, server?: TestRedis): Promise<Catalogue> {
+  const client = (server ?? await (redis ??= startRedis(t))).client()
   const prefix = `kl${++prefixes}`
   const app = await started(test, client, prefix)
   const version = { v: 1 }
@@ -225,6 +224,37 @@ t.test('an evict(url) whose sweep Redis lost: the origins it fenced are never an
     if ((await c.get('/items/1', host)).cache !== 'MISS') t.fail(`answered under ${host}`)
   }
   t.pass('none of them answered after the sweep of a lost job')
+})
+
+t.test('an evict(url) in a group whose origins Redis lost: the group goes whole where Redis may evict; one origin written again is all there was', async (t) => {
+  const server = await startRedis(t)
+  await server.client().config('SET', 'maxmemory', '1gb', 'maxmemory-policy', 'allkeys-lru')
+  const c = await catalogue(t, server)
+  await c.app.ready()
+  await c.client.ping() // answered after the INFO the store sent once connected
+  for (const url of ['/items/1', '/items/2']) await c.cached(url)
+  c.version.v = 2
+  t.same(await lose(c, (key) => key.endsWith(':o')), [`${c.prefix}:{items}:o`])
+  t.equal(await c.app.cache.evict('/items/1'), true)
+  t.same(await c.get('/items/1'), { cache: 'MISS', v: 2 }, 'the URL: no origin left to find it under, the group went')
+  t.same(await c.get('/items/2'), { cache: 'MISS', v: 2 }, 'and every other value of the group with it')
+  // the set made again by a later write: with one origin, it names the only one there is
+  for (const url of ['/items/1', '/items/2']) await c.cached(url)
+  t.same(await lose(c, (key) => key.endsWith(':o')), [`${c.prefix}:{items}:o`])
+  await c.cached('/items/3')
+  c.version.v = 3
+  t.equal(await c.app.cache.evict('/items/1'), true)
+  t.same(await c.get('/items/1'), { cache: 'MISS', v: 3 }, 'found under the origin written again')
+  t.same(await c.get('/items/2'), { cache: 'HIT', v: 2 }, 'the rest of the group stays')
+})
+
+t.test('an evict(url) in a group with no origin recorded, where Redis cannot evict: the group stays', async (t) => {
+  const c = await catalogue(t)
+  await c.app.ready()
+  await c.client.ping()
+  await c.app.cache.set('count', 7, { group: 'items' })
+  t.equal(await c.app.cache.evict('/items/1'), false, 'nothing under the URL')
+  t.equal(await c.app.cache.get('count', { group: 'items' }), 7, 'the group\'s other values are served')
 })
 
 t.test('under maxmemory with allkeys-random, Redis evicting any key: no response is older than the last eviction or clear() of its group', async (t) => {

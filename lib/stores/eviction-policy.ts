@@ -12,20 +12,22 @@ function readPolicy (info: string): EvictionPolicy {
 }
 
 /**
- * Logs once when a server Redis may evict keys from: groups and clear() stay exact whatever it evicts
- * (lib/stores/scripts.ts), but a tag's set or a group's fence evicted before the values they point to
- * lets a tag eviction (or an evict(url) over many origins) miss them (README, "Keys Redis loses").
- * Best effort: a server that refuses INFO (some managed ones) is left alone.
+ * Resolves whether Redis may evict keys (maxmemory with a policy other than noeviction, on any master),
+ * and logs once when it may: groups, fences and clear() stay exact whatever it evicts
+ * (lib/stores/scripts.ts), but a tag's set or registry evicted before the values they point to lets a
+ * tag eviction miss them (README, "Keys Redis loses"). Rejects when a server refuses INFO (some managed
+ * ones): nothing is logged, and the store assumes it may.
  */
-export async function warnIfEvicting (client: Redis | Cluster, log: FastifyBaseLogger): Promise<void> {
+export async function mayEvict (client: Redis | Cluster, log: FastifyBaseLogger): Promise<boolean> {
   const nodes = typeof (client as Cluster).nodes === 'function' && (client as Cluster).isCluster === true
     ? (client as Cluster).nodes('master')
     : [client as Redis]
   for (const node of nodes) {
     const { maxmemory, policy } = readPolicy(await node.info('memory'))
     if (maxmemory > 0 && policy !== 'noeviction') {
-      log.warn({ maxmemory, policy }, `fastify-http-cache: Redis may evict keys (maxmemory-policy ${policy}): a tag's set or a group's fence evicted before its values lets evictTag() or evict(url) over many origins miss them; evictGroup() and clear() stay exact (README: "Keys Redis loses")`)
-      return
+      log.warn({ maxmemory, policy }, `fastify-http-cache: Redis may evict keys (maxmemory-policy ${policy}): a tag's set or registry evicted before its values lets evictTag() miss them (and evict(url) the origins missing from a set made again); evictGroup() and clear() stay exact (README: "Keys Redis loses")`)
+      return true
     }
   }
+  return false
 }

@@ -8,7 +8,7 @@ import { SLOTS, clearOf, entryPrefixOf, generationOf, indexOf, originsOf, slotTa
 import { Reclaimer } from './reclaim.js'
 import { cleared, current, registered, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
-import { warnIfEvicting } from './eviction-policy.js'
+import { mayEvict } from './eviction-policy.js'
 import { ADVANCE, CLEAR, CLEAR_COUNT, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
@@ -33,16 +33,20 @@ const CLEAR_SLOTS = 256
 const REGISTER_TRIES = 3
 const QUESTION = 0x3f // '?': a clear count is absent (see cleared in lib/stores/stamp.ts)
 const SEMICOLON = 0x3b // ends a generation followed by its fence
+// A fence (see FENCE in lib/stores/scripts.ts) is read by every lookup of its group, and compared entry by
+// entry against a value it may fence: past this length (about 130 tag entries, left by a burst of partial
+// evictions not reclaimed yet, or by reclaims whose set Redis lost), the group is evicted whole instead.
+const FENCE_MAX = 4096
 
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<WriteReply>
   httpCacheMark (keys: number, ...args: string[]): Promise<string | null>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
   httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, channel: string, group: string, clear: string): Promise<[number, number]>
-  httpCacheEvictTag (tagSet: string, gen: string, pending: string, channel: string, group: string, tag: string): Promise<number>
+  httpCacheEvictTag (tagSet: string, gen: string, pending: string, channel: string, group: string, tag: string): Promise<[number, number]>
   httpCacheReclaim (set: string, index: string, pending: string, gen: string, generation: string, budget: number): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
-  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number): Promise<[number, number]>
+  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number, evicting: string): Promise<[number, number, number]>
   httpCacheReclaimUrl (job: string, origins: string, index: string, pending: string, gen: string, generation: string, budget: number, prefix: string): Promise<[number, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
   httpCacheEntriesBuffer (n: number, ...args: Array<string | number>): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
@@ -86,6 +90,8 @@ export class RedisStore implements Store {
   /** Group registrations in flight, by the generation they read and the group. */
   private readonly registering = new Map<string, Promise<string>>()
   private readonly log: FastifyBaseLogger
+  // Whether Redis may evict keys: read at the first connection; until then, or when INFO is refused, assumed
+  private evicting = true
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
@@ -266,14 +272,15 @@ export class RedisStore implements Store {
    * it looked at, plus how many origins it fenced without looking (an upper bound, as evictTag's count is).
    */
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
-    let n: number, fenced: number
+    let n: number, fenced: number, length: number
     try {
-      [n, fenced] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group), pendingOf(group),
-        this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US))
+      [n, fenced, length] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group), pendingOf(group),
+        this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US, this.evicting ? '1' : ''))
     } finally {
       this.invalidated?.({ group })
     }
     if (fenced > 0) this.queue(group)
+    if (length > FENCE_MAX) await this.evictLongFence(group)
     return n + fenced
   }
 
@@ -298,6 +305,11 @@ export class RedisStore implements Store {
     return n
   }
 
+  /** The group whole, in place of a fence past FENCE_MAX; when that fails, the fence still holds. */
+  private async evictLongFence (group: string): Promise<void> {
+    await this.evict(group, false).catch((err: unknown) => this.log.warn({ err, group }, 'fastify-http-cache: evicting a group with a long fence failed; the fence holds'))
+  }
+
   /** Hands a group with reclaim sets to the reclaimer, recorded in Redis so another instance resumes it. */
   private queue (group: string): void {
     this.on(this.keys.reclaims()).run(() => this.client.sadd(this.keys.reclaims(), group))
@@ -310,7 +322,7 @@ export class RedisStore implements Store {
    * (bound: ioredis calls it as a 'ready' listener, once).
    */
   private readonly resume = (): void => {
-    warnIfEvicting(this.client, this.log).catch(() => {}) // best effort: INFO may be refused
+    mayEvict(this.client, this.log).then((may) => { this.evicting = may }, () => {}) // INFO refused: assumed
     const walks = this.keys.clearing()
     this.on(walks).run(() => this.client.hkeys(walks)).then((starts) => { for (const start of starts) this.walker.schedule(start) },
       () => {}) // resumed at the next start or clear()
@@ -369,14 +381,15 @@ export class RedisStore implements Store {
       for (const group of groups) {
         // unregister first: a write racing the eviction then either dies with it or registers again
         await this.on(registry).run(() => this.client.srem(registry, group))
-        let some: number
+        let some: number, length: number
         try {
-          some = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group),
+          [some, length] = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group),
             this.channel, group, tag))
         } finally {
           this.invalidated?.({ group })
         }
         if (some > 0) this.queue(group)
+        if (length > FENCE_MAX) await this.evictLongFence(group)
         n += some
       }
       return n

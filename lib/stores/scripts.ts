@@ -285,22 +285,41 @@ export const REGISTER = KEEP + `
 return keep(KEYS[1], ARGV[1] ~= '' and ARGV[1] or nil, tonumber(ARGV[2]))
 `
 
+// Moves a group to epoch `next`: every key of the group is unreachable at once (the new generation has no
+// fence: the old epoch's is moot), and the index moves to a reclaim set named after it, queued for
+// RECLAIM, or, no larger than SMALL_GROUP, is removed at once (as short, and nothing is left to do).
+// Returns how many keys the index held, and whether the group has reclaim sets queued.
+const WHOLE = `
+local function whole (index, key, origins, pending, group, channel, next)
+  local queued = redis.call('LLEN', pending) > 0
+  redis.call('SET', key, int(next))
+  local size = redis.call('SCARD', index)
+  if size > ${SMALL_GROUP} then
+    local reclaim = group .. 'r:' .. int(next)
+    redis.call('RENAME', index, reclaim)
+    redis.call('RPUSH', pending, reclaim)
+    queued = true
+  elseif size > 0 then
+    redis.call('UNLINK', index, unpack(redis.call('SMEMBERS', index)))
+  end
+  redis.call('UNLINK', origins)
+  redis.call('PUBLISH', channel, 'g' .. group)
+  return size, queued
+end
+`
+
 // KEYS: index, generation, origins, pending reclaims. ARGV: channel, group, '1' when the walk of a
 // clear() evicts a group it found indexing nothing and unregistered (its epoch becomes even; when it
 // indexes keys again by now, a write came first: nothing is done, and the result is {-1, 0}, so that the
-// walk registers it back instead of evicting what was written since the clear). O(1): the new epoch
-// makes every key of the group unreachable (a fence of the old one is moot); the index moves to a
-// reclaim set named after the new generation, queued for RECLAIM. A group of no more keys than
-// SMALL_GROUP is removed at once instead (as short, and nothing is left to do). Returns {how many keys the index held (expired ones included, those a tag eviction took not),
-// 1 when the group has reclaim sets queued}.
-export const EVICT_GROUP = GEN + `
+// walk registers it back instead of evicting what was written since the clear). O(1) (see WHOLE).
+// Returns {how many keys the index held (expired ones included, those a tag eviction took not), 1 when
+// the group has reclaim sets queued}.
+export const EVICT_GROUP = GEN + WHOLE + `
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
 local g, e = gen(KEYS[2])
 local next = e + 2
 if ARGV[3] == '1' and e % 2 == 1 then next = e + 1 end
-redis.call('SET', KEYS[2], int(next))
-local size = redis.call('SCARD', KEYS[1])
-local n = size
+local n = redis.call('SCARD', KEYS[1])
 -- keys a tag eviction of this epoch took, not reclaimed yet, are still indexed: not counted twice (nor
 -- the member that proves a tag's set whole, see EVICT_TAG)
 local taken = ARGV[2] .. 'r:' .. int(e) .. '.'
@@ -310,37 +329,28 @@ for _, set in ipairs(pending) do
     n = n - redis.call('SCARD', set) + redis.call('SISMEMBER', set, '')
   end
 end
-if size > ${SMALL_GROUP} then
-  local reclaim = ARGV[2] .. 'r:' .. int(next)
-  redis.call('RENAME', KEYS[1], reclaim)
-  redis.call('RPUSH', KEYS[4], reclaim)
-elseif size > 0 then
-  redis.call('UNLINK', KEYS[1], unpack(redis.call('SMEMBERS', KEYS[1])))
-end
--- (the new generation has no fence: the old epoch's is moot)
-redis.call('UNLINK', KEYS[3])
-redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-return {math.max(n, 0), (size > ${SMALL_GROUP} or #pending > 0) and 1 or 0}
+local _, queued = whole(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[1], next)
+return {math.max(n, 0), queued and 1 or 0}
 `
 
 // KEYS: tag set, generation, pending reclaims. ARGV: channel, group, tag. O(1): fences the group's writes,
 // fences the tag's values written so far (see FENCE) and moves the tag's keys to a reclaim set for
 // RECLAIM, with a member no key has ('') that proves the set whole to the reclaim that pops it; the set
 // lives until reclaimed (without a ttl Redis does not evict it under a volatile-* policy, and it does not
-// expire before the reclaim proves it emptied it). Returns how many keys the tag set held (expired or
-// evicted ones included).
+// expire before the reclaim proves it emptied it). Returns {how many keys the tag set held (expired or
+// evicted ones included), the length of the generation's key (with its fence)}.
 export const EVICT_TAG = GEN + `
 local next = bump(KEYS[2])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 local n = redis.call('SCARD', KEYS[1])
-if n == 0 then return 0 end
-redis.call('APPEND', KEYS[2], ';' .. next .. ',' .. ARGV[3])
+if n == 0 then return {0, 0} end
+local length = redis.call('APPEND', KEYS[2], ';' .. next .. ',' .. ARGV[3])
 local reclaim = ARGV[2] .. 'r:' .. next
 redis.call('RENAME', KEYS[1], reclaim)
 redis.call('PERSIST', reclaim)
 redis.call('SADD', reclaim, '')
 redis.call('RPUSH', KEYS[3], reclaim)
-return n
+return {n, length}
 `
 
 // KEYS: reclaim set, index, pending reclaims, generation. ARGV: the generation the eviction left (the
@@ -395,19 +405,28 @@ return redis.call('UNLINK', KEYS[1])
 `
 
 // KEYS: origins, index, generation, pending reclaims. ARGV: channel, group, entry prefix, rest of
-// the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes
+// the key, origin ('' = every one), time budget in microseconds, '1' when Redis may evict keys (see
+// below: the origins may be lost). Fences the group's writes, then removes
 // one URL's entries under the origins recorded for the group (see SWEEP) until done or, past 128 origins,
 // the budget is spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
 // `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets, in place of
 // the entry and job of an earlier eviction of the same URL and origin not done yet. Returns {how many
-// existed, how many origins were fenced without being looked at}.
-export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + `
+// existed, how many origins were fenced without being looked at, the length of the generation's key}.
+export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + WHOLE + `
+-- no origin recorded: the group holds no URL's entry (the set lives as long as its longest-lived
+-- entry), unless Redis lost the set, which hides every origin the URL's entries are under: where it may
+-- have, the whole group goes (too much, never too little), and the result is {0, how many keys it held, 0}
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  local g, e = gen(KEYS[3])
+  if g == '0' then return {0, 0, 0} end
+  return {0, (whole(KEYS[2], KEYS[3], KEYS[1], KEYS[4], ARGV[2], ARGV[1], e + 2)), 0}
+end
 local next = bump(KEYS[3])
 local te, tn = parse(next)
 -- up to 128 origins (the default maxOrigins is 100) all at once, whatever the budget: the count is exact
 local deadline = redis.call('SCARD', KEYS[1]) <= 128 and math.huge or now() + tonumber(ARGV[6])
 local cursor, n, seen = sweep(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], '0', te, tn, deadline, ARGV[1])
-if cursor == '0' then return {n, 0} end
+if cursor == '0' then return {n, 0, 0} end
 local body = '~' .. #ARGV[5] .. '~' .. #ARGV[4] .. '~' .. ARGV[5] .. ARGV[4]
 -- an earlier eviction of the same URL still sweeping: this one's entry and sweep cover all of its, so a
 -- burst of them leaves one entry that every lookup of the group reads, and one job
@@ -417,12 +436,12 @@ refence(KEYS[3], function (g, b)
   redis.call('LREM', KEYS[4], 0, ARGV[2] .. 'u:' .. g)
   return true
 end)
-redis.call('APPEND', KEYS[3], ';' .. next .. body)
+local length = redis.call('APPEND', KEYS[3], ';' .. next .. body)
 local job = ARGV[2] .. 'u:' .. next
 redis.call('HSET', job, 'c', cursor, 'o', ARGV[5], 'r', ARGV[4])
 redis.call('RPUSH', KEYS[4], job)
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-return {n, math.max(redis.call('SCARD', KEYS[1]) - seen, 1)}
+return {n, math.max(redis.call('SCARD', KEYS[1]) - seen, 1), length}
 `
 
 // KEYS: job, origins, index, pending reclaims, generation. ARGV: the generation the eviction left (the

@@ -85,12 +85,11 @@ async function inBatches (n, fn) {
   }
 }
 
-// What the store writes for a value, in bulk: KEYS index, tag set ('' = none), generation; ARGV key
-// prefix, from, to, value bytes, ttl ms, tags as the stamp carries them (',tag' or '').
-// (The layout of lib/stores/scripts.ts WRITE, without its checks.)
+// What the store writes for a value, in bulk: KEYS index, tag set ('' = none); ARGV key prefix, from,
+// to, the value as the store wrote one (stamped), ttl ms. (The layout of lib/stores/scripts.ts WRITE,
+// without its checks.)
 const FILL = `
-local gen = redis.call('GET', KEYS[3]) or '0'
-local value = 'g' .. gen .. ARGV[6] .. ' ' .. ARGV[4]
+local value = ARGV[4]
 for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
   local key = ARGV[1] .. i
   redis.call('SET', key, value, 'PX', ARGV[5])
@@ -103,10 +102,10 @@ return 1
 `
 
 // One URL's entries under origins http://h<from>.test … http://h<to>.test, as the store writes them:
-// KEYS index, origins, generation; ARGV entry prefix, rest of the key, from, to, value bytes, ttl ms.
+// KEYS index, origins; ARGV entry prefix, rest of the key, from, to, the entry as the store wrote one
+// (stamped), ttl ms.
 const FILL_URL = `
-local gen = redis.call('GET', KEYS[3]) or '0'
-local value = 'g' .. gen .. ' ' .. ARGV[5]
+local value = ARGV[5]
 for i = tonumber(ARGV[3]), tonumber(ARGV[4]) do
   local origin = 'http://h' .. i .. '.test'
   local key = ARGV[1] .. origin .. ARGV[2]
@@ -127,9 +126,9 @@ async function fillUrl (app, redis, n) {
   const first = await app.inject({ url: `/url/${n}`, headers: { host: 'h0.test' } })
   if (first.headers['x-cache'] !== 'MISS') throw new Error(`${WHO}: the first GET /url/${n} answered x-cache: ${first.headers['x-cache']}`)
   while (await redis.exists(entry(0)) === 0) await new Promise((resolve) => setTimeout(resolve, 5))
-  const value = (await redis.getBuffer(entry(0))).subarray(2 + (await redis.get(base + 'g')).length)
+  const value = await redis.getBuffer(entry(0))
   for (let i = 1; i < n; i += 10_000) {
-    await redis.eval(FILL_URL, 3, base + 'i', base + 'o', base + 'g', `${base}e:GET:`, `/url/${n}`, i, Math.min(n - 1, i + 9_999), value, 3_600_000)
+    await redis.eval(FILL_URL, 2, base + 'i', base + 'o', `${base}e:GET:`, `/url/${n}`, i, Math.min(n - 1, i + 9_999), value, 3_600_000)
   }
   const indexed = await redis.scard(base + 'i')
   const origins = await redis.scard(base + 'o')
@@ -146,9 +145,10 @@ async function fill (app, redis, group, n, tag) {
   const base = `http-cache:{${group}}:`
   // one value through the plugin registers the group (and the tag) as a real write does
   await app.cache.set('item:first', BODY_TEXT, { group, ttl: 3600, tags: tag === undefined ? [] : [tag] })
-  const value = Buffer.from(require('msgpackr').pack(BODY_TEXT))
+  // the others stamped as it was (generation, clears, tag)
+  const value = await redis.getBuffer(base + 'v:item:first')
   for (let i = 0; i < n - 1; i += 10_000) {
-    await redis.eval(FILL, 3, base + 'i', tag === undefined ? '' : `${base}t:${tag}`, base + 'g', `${base}v:item:`, i, Math.min(n - 2, i + 9_999), value, 3_600_000, tag === undefined ? '' : ',' + tag)
+    await redis.eval(FILL, 2, base + 'i', tag === undefined ? '' : `${base}t:${tag}`, `${base}v:item:`, i, Math.min(n - 2, i + 9_999), value, 3_600_000)
   }
   const indexed = await redis.scard(base + 'i')
   if (indexed !== n) throw new Error(`${WHO}: the group indexes ${indexed} keys, expected ${n}`)
@@ -226,6 +226,8 @@ const UNIT = { group: 'entries', tag: 'entries', url: 'origins', clear: 'groups'
 async function prepare (app, redis, n, kind) {
   if (kind === 'url') {
     const { group, entry } = await fillUrl(app, redis, n)
+    const last = (await app.inject({ url: `/url/${n}`, headers: { host: `h${n - 1}.test` } })).headers['x-cache']
+    if (last !== 'HIT') throw new Error(`${WHO}: an entry stored in bulk is not served (x-cache: ${last})`)
     return {
       group,
       evict: async () => await app.cache.evict(`/url/${n}`),
@@ -253,11 +255,12 @@ async function prepare (app, redis, n, kind) {
   const tag = kind === 'tag' ? `tag-${n}` : undefined
   await fill(app, redis, group, n, tag)
   if (await app.cache.get('item:first', { group }) === undefined) throw new Error(`${WHO}: the value set through the plugin is not served`)
+  if (await app.cache.get('item:0', { group }) === undefined) throw new Error(`${WHO}: a value stored in bulk is not served`)
   return {
     group,
     evict: async () => kind === 'tag' ? await app.cache.evictTag(tag) : await app.cache.evictGroup(group),
     expected: n,
-    served: async () => await app.cache.get('item:first', { group }) !== undefined,
+    served: async () => await app.cache.get('item:first', { group }) !== undefined || await app.cache.get('item:0', { group }) !== undefined,
     done: async () => await reclaimDone(redis, group),
     left: async () => await redis.exists(`http-cache:{${group}}:v:item:0`, `http-cache:{${group}}:v:item:first`)
   }
