@@ -270,6 +270,7 @@ export class RedisStore implements Store {
    * O(1) in Redis past one script's budget: the origins that script did not get to are fenced (see FENCE
    * in lib/stores/scripts.ts) and swept behind it. Resolves to how many entries existed under the origins
    * it looked at, plus how many origins it fenced without looking (an upper bound, as evictTag's count is).
+   * A group with no origin recorded, where Redis may have lost them, is evicted whole (see DELETE_URL).
    */
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
     let n: number, fenced: number, length: number

@@ -369,11 +369,11 @@ if tc then
 end
 local deadline = now() + tonumber(ARGV[2])
 local removed = 0
-local done, whole = false, false
+local done, proven = false, false
 while true do
   local batch = redis.call('SPOP', KEYS[1], ${STEP})
   for _, key in ipairs(batch) do
-    if key == '' then whole = true
+    if key == '' then proven = true
     elseif older(key, te, tn, tc) then
       removed = removed + redis.call('UNLINK', key)
       redis.call('SREM', KEYS[2], key)
@@ -386,12 +386,12 @@ while true do
   if now() >= deadline then break end
 end
 -- popped before the set was empty: back in it, for the reclaim that empties it
-if whole and not done then
+if proven and not done then
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[1], '') else done = true end
 end
 if done then
   redis.call('LREM', KEYS[3], 0, KEYS[1])
-  if whole then unfence(KEYS[4], ARGV[1]) end
+  if proven then unfence(KEYS[4], ARGV[1]) end
 end
 return {removed, done and 1 or 0}
 `
@@ -451,8 +451,8 @@ return {n, math.max(redis.call('SCARD', KEYS[1]) - seen, 1), length}
 export const RECLAIM_URL = GEN + OLDER + SWEEP + UNFENCE + `
 local job = redis.call('HMGET', KEYS[1], 'c', 'o', 'r')
 local cursor, removed = '0', 0
-local whole = job[1] and job[2] and job[3]
-if whole then
+local proven = job[1] and job[2] and job[3]
+if proven then
   local te, tn = parse(ARGV[1])
   cursor, removed = sweep(KEYS[2], KEYS[3], ARGV[3], job[3], job[2], job[1], te, tn, now() + tonumber(ARGV[2]), nil)
 end
@@ -462,7 +462,7 @@ if cursor ~= '0' then
 end
 redis.call('DEL', KEYS[1])
 redis.call('LREM', KEYS[4], 0, KEYS[1])
-if whole then unfence(KEYS[5], ARGV[1]) end
+if proven then unfence(KEYS[5], ARGV[1]) end
 return {removed, 1}
 `
 
