@@ -189,7 +189,7 @@ t.test('a tag eviction whose reclaim set, index and every key with a ttl Redis l
   const base = `${c.prefix}:{items}:`
   // the evicting instance fences the tag and dies before reclaiming (as in test/reclaim.test.ts)
   c.version.v = 2
-  await c.client.eval(EVICT_TAG, 3, base + 't:all', base + 'g', base + 'R', `${c.prefix}:invalidate`, base, 'all')
+  await c.client.eval(EVICT_TAG, 5, base + 't:all', base + 'g', base + 'R', base + 'i', base + 'o', `${c.prefix}:invalidate`, base, 'all')
   // everything with a ttl (what a volatile-* policy may evict), and the reclaim set
   const lost = await lose(c, (key, ttl) => ttl > 0 || key.includes(':r:'))
   t.ok(lost.includes(base + 'i') && lost.some((k) => k.includes(':r:')), `lost: ${lost.join(', ')}`)

@@ -33,20 +33,16 @@ const CLEAR_SLOTS = 256
 const REGISTER_TRIES = 3
 const QUESTION = 0x3f // '?': a clear count is absent (see cleared in lib/stores/stamp.ts)
 const SEMICOLON = 0x3b // ends a generation followed by its fence
-// A fence (see FENCE in lib/stores/scripts.ts) is read by every lookup of its group, and compared entry by
-// entry against a value it may fence: past this length (about 130 tag entries, left by a burst of partial
-// evictions not reclaimed yet, or by reclaims whose set Redis lost), the group is evicted whole instead.
-const FENCE_MAX = 4096
 
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<WriteReply>
   httpCacheMark (keys: number, ...args: string[]): Promise<string | null>
   httpCacheRegister (registry: string, group: string, ttl: number): Promise<number>
   httpCacheEvictGroup (index: string, gen: string, origins: string, pending: string, channel: string, group: string, clear: string): Promise<[number, number]>
-  httpCacheEvictTag (tagSet: string, gen: string, pending: string, channel: string, group: string, tag: string): Promise<[number, number]>
+  httpCacheEvictTag (tagSet: string, gen: string, pending: string, index: string, origins: string, channel: string, group: string, tag: string): Promise<number>
   httpCacheReclaim (set: string, index: string, pending: string, gen: string, generation: string, budget: number): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
-  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number, evicting: string): Promise<[number, number, number]>
+  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number, evicting: string): Promise<[number, number]>
   httpCacheReclaimUrl (job: string, origins: string, index: string, pending: string, gen: string, generation: string, budget: number, prefix: string): Promise<[number, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
   httpCacheEntriesBuffer (n: number, ...args: Array<string | number>): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
@@ -103,7 +99,7 @@ export class RedisStore implements Store {
       client.defineCommand('httpCacheWrite', { lua: WRITE }) // key count varies with the tags
       client.defineCommand('httpCacheMark', { lua: MARK }) // key count varies with the namespaces
       client.defineCommand('httpCacheEvictGroup', { numberOfKeys: 4, lua: EVICT_GROUP })
-      client.defineCommand('httpCacheEvictTag', { numberOfKeys: 3, lua: EVICT_TAG })
+      client.defineCommand('httpCacheEvictTag', { numberOfKeys: 5, lua: EVICT_TAG })
       client.defineCommand('httpCacheReclaim', { numberOfKeys: 4, lua: RECLAIM })
       client.defineCommand('httpCacheDelete', { numberOfKeys: 3, lua: DELETE })
       client.defineCommand('httpCacheDeleteUrl', { numberOfKeys: 4, lua: DELETE_URL })
@@ -273,15 +269,14 @@ export class RedisStore implements Store {
    * A group with no origin recorded, where Redis may have lost them, is evicted whole (see DELETE_URL).
    */
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
-    let n: number, fenced: number, length: number
+    let n: number, fenced: number
     try {
-      [n, fenced, length] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group), pendingOf(group),
+      [n, fenced] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group), pendingOf(group),
         this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US, this.evicting ? '1' : ''))
     } finally {
       this.invalidated?.({ group })
     }
     if (fenced > 0) this.queue(group)
-    if (length > FENCE_MAX) await this.evictLongFence(group)
     return n + fenced
   }
 
@@ -304,11 +299,6 @@ export class RedisStore implements Store {
     }
     if (queued > 0) this.queue(group)
     return n
-  }
-
-  /** The group whole, in place of a fence past FENCE_MAX; when that fails, the fence still holds. */
-  private async evictLongFence (group: string): Promise<void> {
-    await this.evict(group, false).catch((err: unknown) => this.log.warn({ err, group }, 'fastify-http-cache: evicting a group with a long fence failed; the fence holds'))
   }
 
   /** Hands a group with reclaim sets to the reclaimer, recorded in Redis so another instance resumes it. */
@@ -382,15 +372,14 @@ export class RedisStore implements Store {
       for (const group of groups) {
         // unregister first: a write racing the eviction then either dies with it or registers again
         await this.on(registry).run(() => this.client.srem(registry, group))
-        let some: number, length: number
+        let some: number
         try {
-          [some, length] = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group),
-            this.channel, group, tag))
+          some = await this.on(group).run(() => this.client.httpCacheEvictTag(tagSetOf(group, tag), generationOf(group), pendingOf(group),
+            indexOf(group), originsOf(group), this.channel, group, tag))
         } finally {
           this.invalidated?.({ group })
         }
         if (some > 0) this.queue(group)
-        if (length > FENCE_MAX) await this.evictLongFence(group)
         n += some
       }
       return n

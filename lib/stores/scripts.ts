@@ -49,6 +49,10 @@
 const STEP = 10
 // A group of no more keys than this is removed by its eviction itself, in one script of about 0.5 ms.
 const SMALL_GROUP = 50
+// Every lookup of a group reads its fence with its generation and compares a value it may fence entry by
+// entry: a fence is not grown past this many bytes (about 130 tag entries, left by a burst of partial
+// evictions not reclaimed yet, or by reclaims whose set Redis lost); the group is evicted whole instead.
+const FENCE_MAX = 4096
 
 /** Lua helpers: Redis's clock, and numbers past 10^14 as text (Lua's own %.14g would use an exponent). */
 const CLOCK = `
@@ -308,6 +312,20 @@ local function whole (index, key, origins, pending, group, channel, next)
 end
 `
 
+// Appends an entry to a group's fence (after its generation, in `key`: see FENCE), or, when that would
+// take the key past FENCE_MAX bytes, evicts the group whole (see WHOLE) instead; returns true then.
+const FENCE = WHOLE + `
+local function fence (index, key, origins, pending, group, channel, entry)
+  if redis.call('STRLEN', key) + #entry <= ${FENCE_MAX} then
+    redis.call('APPEND', key, entry)
+    return false
+  end
+  local _, e = gen(key)
+  whole(index, key, origins, pending, group, channel, e + 2)
+  return true
+end
+`
+
 // KEYS: index, generation, origins, pending reclaims. ARGV: channel, group, '1' when the walk of a
 // clear() evicts a group it found indexing nothing and unregistered (its epoch becomes even; when it
 // indexes keys again by now, a write came first: nothing is done, and the result is {-1, 0}, so that the
@@ -333,24 +351,27 @@ local _, queued = whole(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[1], ne
 return {math.max(n, 0), queued and 1 or 0}
 `
 
-// KEYS: tag set, generation, pending reclaims. ARGV: channel, group, tag. O(1): fences the group's writes,
-// fences the tag's values written so far (see FENCE) and moves the tag's keys to a reclaim set for
-// RECLAIM, with a member no key has ('') that proves the set whole to the reclaim that pops it; the set
-// lives until reclaimed (without a ttl Redis does not evict it under a volatile-* policy, and it does not
-// expire before the reclaim proves it emptied it). Returns {how many keys the tag set held (expired or
-// evicted ones included), the length of the generation's key (with its fence)}.
-export const EVICT_TAG = GEN + `
+// KEYS: tag set, generation, pending reclaims, index, origins. ARGV: channel, group, tag. O(1): fences the
+// group's writes, fences the tag's values written so far (see FENCE) and moves the tag's keys to a
+// reclaim set for RECLAIM, with a member no key has ('') that proves the set whole to the reclaim that
+// pops it; the set lives until reclaimed (without a ttl Redis does not evict it under a volatile-*
+// policy, and it does not expire before the reclaim proves it emptied it). Returns how many keys the tag
+// set held (expired or evicted ones included).
+export const EVICT_TAG = GEN + FENCE + `
 local next = bump(KEYS[2])
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
 local n = redis.call('SCARD', KEYS[1])
-if n == 0 then return {0, 0} end
-local length = redis.call('APPEND', KEYS[2], ';' .. next .. ',' .. ARGV[3])
+if n == 0 then return 0 end
+if fence(KEYS[4], KEYS[2], KEYS[5], KEYS[3], ARGV[2], ARGV[1], ';' .. next .. ',' .. ARGV[3]) then
+  redis.call('UNLINK', KEYS[1])
+  return n
+end
 local reclaim = ARGV[2] .. 'r:' .. next
 redis.call('RENAME', KEYS[1], reclaim)
 redis.call('PERSIST', reclaim)
 redis.call('SADD', reclaim, '')
 redis.call('RPUSH', KEYS[3], reclaim)
-return {n, length}
+return n
 `
 
 // KEYS: reclaim set, index, pending reclaims, generation. ARGV: the generation the eviction left (the
@@ -411,22 +432,22 @@ return redis.call('UNLINK', KEYS[1])
 // the budget is spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
 // `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets, in place of
 // the entry and job of an earlier eviction of the same URL and origin not done yet. Returns {how many
-// existed, how many origins were fenced without being looked at, the length of the generation's key}.
-export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + WHOLE + `
+// existed, how many origins were fenced (or evicted with the group) without being looked at}.
+export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + FENCE + `
 -- no origin recorded: the group holds no URL's entry (the set lives as long as its longest-lived
 -- entry), unless Redis lost the set, which hides every origin the URL's entries are under: where it may
--- have, the whole group goes (too much, never too little), and the result is {0, how many keys it held, 0}
+-- have, the whole group goes (too much, never too little), and the result is {0, how many keys it held}
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   local g, e = gen(KEYS[3])
-  if g == '0' then return {0, 0, 0} end
-  return {0, (whole(KEYS[2], KEYS[3], KEYS[1], KEYS[4], ARGV[2], ARGV[1], e + 2)), 0}
+  if g == '0' then return {0, 0} end
+  return {0, (whole(KEYS[2], KEYS[3], KEYS[1], KEYS[4], ARGV[2], ARGV[1], e + 2))}
 end
 local next = bump(KEYS[3])
 local te, tn = parse(next)
 -- up to 128 origins (the default maxOrigins is 100) all at once, whatever the budget: the count is exact
 local deadline = redis.call('SCARD', KEYS[1]) <= 128 and math.huge or now() + tonumber(ARGV[6])
 local cursor, n, seen = sweep(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], '0', te, tn, deadline, ARGV[1])
-if cursor == '0' then return {n, 0, 0} end
+if cursor == '0' then return {n, 0} end
 local body = '~' .. #ARGV[5] .. '~' .. #ARGV[4] .. '~' .. ARGV[5] .. ARGV[4]
 -- an earlier eviction of the same URL still sweeping: this one's entry and sweep cover all of its, so a
 -- burst of them leaves one entry that every lookup of the group reads, and one job
@@ -436,12 +457,13 @@ refence(KEYS[3], function (g, b)
   redis.call('LREM', KEYS[4], 0, ARGV[2] .. 'u:' .. g)
   return true
 end)
-local length = redis.call('APPEND', KEYS[3], ';' .. next .. body)
+local left = math.max(redis.call('SCARD', KEYS[1]) - seen, 1)
+if fence(KEYS[2], KEYS[3], KEYS[1], KEYS[4], ARGV[2], ARGV[1], ';' .. next .. body) then return {n, left} end
 local job = ARGV[2] .. 'u:' .. next
 redis.call('HSET', job, 'c', cursor, 'o', ARGV[5], 'r', ARGV[4])
 redis.call('RPUSH', KEYS[4], job)
 redis.call('PUBLISH', ARGV[1], 'g' .. ARGV[2])
-return {n, math.max(redis.call('SCARD', KEYS[1]) - seen, 1), length}
+return {n, left}
 `
 
 // KEYS: job, origins, index, pending reclaims, generation. ARGV: the generation the eviction left (the
@@ -481,13 +503,11 @@ return 0
 // Only a run larger than a page is split, sorted, resuming after its last key listed. Returns
 // {generation (with its clears), fence ('' = none), cursor ('0' with no resume key: the end), resume key, key1,
 // value1, ...}; members that expired are skipped.
-export const ENTRIES = CLOCK + CLEARS + `
+export const ENTRIES = GEN + CLEARS + `
 local cursor, after, limit, calls = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
-local raw = redis.call('GET', KEYS[2]) or '0'
-local semi = string.find(raw, ';', 1, true)
-local gen = (semi and string.sub(raw, 1, semi - 1) or raw) .. cleared(3, #KEYS)
-local fence = semi and string.sub(raw, semi) or ''
+local g, _, _, fence = gen(KEYS[2])
+local generation = g .. cleared(3, #KEYS)
 while true do
   local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 1)
   local run = r[2]
@@ -500,15 +520,15 @@ while true do
     end
   end
   if #out + #live > 2 * limit then
-    if #out > 0 then return {gen, fence, cursor, '', unpack(out)} end
+    if #out > 0 then return {generation, fence, cursor, '', unpack(out)} end
     for i = 1, 2 * limit do out[i] = live[i] end
-    return {gen, fence, cursor, live[2 * limit - 1], unpack(out)}
+    return {generation, fence, cursor, live[2 * limit - 1], unpack(out)}
   end
   for i = 1, #live do out[#out + 1] = live[i] end
   after = ''
   cursor = r[1]
   calls = calls - 1
-  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {gen, fence, cursor, '', unpack(out)} end
+  if cursor == '0' or #out == 2 * limit or calls <= 0 then return {generation, fence, cursor, '', unpack(out)} end
 end
 `
 
