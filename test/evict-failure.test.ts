@@ -130,7 +130,7 @@ t.test('a failed evictGroup: its group goes to the handler, unstored, until the 
   await r.breakEvictions('alpha', false)
   t.same(await r.get('/alpha/1'), { cache: 'MISS', v: 2 }, 'the first lookup once the store evicts again replays first')
   // one eviction moves the epoch 1000 to 1002; the miss after it registers the group again (odd)
-  t.equal(await r.redis.get(`${r.prefix}:{alpha}:g`), '1003', 'replayed once')
+  t.equal((await r.redis.get(`${r.prefix}:{alpha}:g`))?.split(';')[0], '1003', 'replayed once')
   t.same(await r.get('/alpha/1'), { cache: 'HIT', v: 2 }, 'and the group is cached again')
 })
 

@@ -47,7 +47,7 @@ t.test('a generation lost after an eviction brings back none of the evicted valu
   const s = await shop(t)
   const urls = ['/items/1', '/items/2', '/items/3']
   for (const url of urls) await s.cached(url)
-  const before = await s.client.get(`${s.prefix}:{items}:g`)
+  const before = (await s.client.get(`${s.prefix}:{items}:g`))?.split(';')[0]
   t.ok(before, 'the generation is where the test looks')
   // the index lost first: the eviction finds nothing to reclaim, the values stay under the old epoch
   await s.client.del(`${s.prefix}:{items}:i`)
@@ -63,7 +63,7 @@ t.test('a generation lost after an eviction brings back none of the evicted valu
     await s.cached(url)
     t.same(await s.get(url), { cache: 'HIT', v: 2 }, `${url}: cached again`)
   }
-  const after = await s.client.get(`${s.prefix}:{items}:g`)
+  const after = (await s.client.get(`${s.prefix}:{items}:g`))?.split(';')[0]
   t.ok(BigInt(after ?? '0') > BigInt(before ?? '0'), `the epoch made again (${String(after)}) is past the lost one (${String(before)})`)
 })
 
@@ -226,35 +226,79 @@ t.test('an evict(url) whose sweep Redis lost: the origins it fenced are never an
   t.pass('none of them answered after the sweep of a lost job')
 })
 
-t.test('an evict(url) in a group whose origins Redis lost: the group goes whole where Redis may evict; one origin written again is all there was', async (t) => {
-  const server = await startRedis(t)
-  await server.client().config('SET', 'maxmemory', '1gb', 'maxmemory-policy', 'allkeys-lru')
-  const c = await catalogue(t, server)
-  await c.app.ready()
-  await c.client.ping() // answered after the INFO the store sent once connected
-  for (const url of ['/items/1', '/items/2']) await c.cached(url)
+/** The origins' anchor at the head of the group's fence (see ORIGINS in lib/stores/scripts.ts): k and U. */
+async function anchor (c: Catalogue): Promise<{ k: number, u: number } | undefined> {
+  const m = /;@(\d+):(\d*)/.exec(await c.client.get(`${c.prefix}:{items}:g`) ?? '')
+  return m === null ? undefined : { k: Number(m[1]), u: m[2] === '' ? Infinity : Number(m[2]) }
+}
+
+t.test('an evict(url) in a group whose origins Redis lost, or lost and made again in part: the group goes whole; one origin written again is all there was', async (t) => {
+  const c = await catalogue(t)
+  const cache = async (): Promise<void> => {
+    for (const [url, host] of [['/items/1', 'a.test'], ['/items/1', 'b.test'], ['/items/2', 'a.test']]) await c.cached(url, host)
+  }
+  await cache()
+  t.equal((await anchor(c))?.k, 2, 'the anchor counts the two origins')
   c.version.v = 2
   t.same(await lose(c, (key) => key.endsWith(':o')), [`${c.prefix}:{items}:o`])
   t.equal(await c.app.cache.evict('/items/1'), true)
-  t.same(await c.get('/items/1'), { cache: 'MISS', v: 2 }, 'the URL: no origin left to find it under, the group went')
-  t.same(await c.get('/items/2'), { cache: 'MISS', v: 2 }, 'and every other value of the group with it')
-  // the set made again by a later write: with one origin, it names the only one there is
-  for (const url of ['/items/1', '/items/2']) await c.cached(url)
+  t.same(await c.get('/items/1', 'b.test'), { cache: 'MISS', v: 2 }, 'the URL: no origin left to find it under, the group went')
+  t.same(await c.get('/items/2', 'a.test'), { cache: 'MISS', v: 2 }, 'and every other value of the group with it')
+
+  // made again in part: a write under one of the two origins makes the set again, with that one only
+  await cache()
   t.same(await lose(c, (key) => key.endsWith(':o')), [`${c.prefix}:{items}:o`])
-  await c.cached('/items/3')
+  // in a later second of Redis's clock, so that the write rewrites the anchor (its U moves on)
+  const [second] = await c.client.time()
+  await until('the next second', async () => (await c.client.time())[0] !== second)
+  const before = await anchor(c)
+  await c.cached('/items/3', 'a.test')
+  t.same(await c.client.smembers(`${c.prefix}:{items}:o`), ['http://a.test'], 'the set names one origin')
+  t.ok((await anchor(c))?.u !== before?.u, 'the anchor rewritten')
+  t.equal((await anchor(c))?.k, 2, 'still counting the two origins')
   c.version.v = 3
   t.equal(await c.app.cache.evict('/items/1'), true)
-  t.same(await c.get('/items/1'), { cache: 'MISS', v: 3 }, 'found under the origin written again')
-  t.same(await c.get('/items/2'), { cache: 'HIT', v: 2 }, 'the rest of the group stays')
+  t.same(await c.get('/items/1', 'b.test'), { cache: 'MISS', v: 3 }, 'under the origin the set lost: not answered')
+  t.same(await c.get('/items/2', 'a.test'), { cache: 'MISS', v: 3 }, 'the group went whole')
+
+  // one origin: the set made again names the only one there is (the group evicted first, as those
+  // misses under b.test stored again)
+  await c.app.cache.evictGroup('items')
+  for (const url of ['/items/1', '/items/2']) await c.cached(url, 'a.test')
+  t.equal((await anchor(c))?.k, 1, 'the group\'s eviction started the anchor again')
+  t.same(await lose(c, (key) => key.endsWith(':o')), [`${c.prefix}:{items}:o`])
+  await c.cached('/items/3', 'a.test')
+  c.version.v = 4
+  t.equal(await c.app.cache.evict('/items/1'), true)
+  t.same(await c.get('/items/1', 'a.test'), { cache: 'MISS', v: 4 }, 'found under the origin written again')
+  t.same(await c.get('/items/2', 'a.test'), { cache: 'HIT', v: 3 }, 'the rest of the group stays')
 })
 
-t.test('an evict(url) in a group with no origin recorded, where Redis cannot evict: the group stays', async (t) => {
+t.test('an evict(url) in a group with no URL entry, or whose URL entries all expired: the group stays', async (t) => {
   const c = await catalogue(t)
-  await c.app.ready()
-  await c.client.ping()
+  c.app.get('/short', { config: { cache: { group: 'items', ttl: 1 } } }, async () => ({ v: c.version.v }))
   await c.app.cache.set('count', 7, { group: 'items' })
   t.equal(await c.app.cache.evict('/items/1'), false, 'nothing under the URL')
-  t.equal(await c.app.cache.get('count', { group: 'items' }), 7, 'the group\'s other values are served')
+  t.equal(await c.app.cache.get('count', { group: 'items' }), 7, 'no URL entry ever: the group\'s other values are served')
+  t.equal(await anchor(c), undefined, 'no anchor without a URL entry')
+
+  // two origins, whose entries expire: the set goes with them, and the anchor's U passes
+  for (const host of ['a.test', 'b.test']) await c.cached('/short', host)
+  const { k, u } = await anchor(c) ?? { k: 0, u: 0 }
+  t.equal(k, 2, 'the anchor counts the two origins')
+  await until('the entries, and the set, expired', async () => (await c.client.exists(`${c.prefix}:{items}:o`)) === 0)
+  await until('the anchor\'s U passed', async () => {
+    const [s, us] = await c.client.time()
+    return Number(s) * 1000 + Math.floor(Number(us) / 1000) > u
+  })
+  t.equal(await c.app.cache.evict('/short'), false, 'the expired entries: nothing to evict')
+  t.equal(await c.app.cache.get('count', { group: 'items' }), 7, 'the group stays')
+  // the next write starts the anchor again from the set it finds: one origin is all there is now
+  await c.cached('/items/1', 'a.test')
+  t.equal((await anchor(c))?.k, 1, 'k started again')
+  t.equal(await c.app.cache.evict('/items/2'), false, 'nothing under that URL')
+  t.equal(await c.app.cache.get('count', { group: 'items' }), 7, 'the group stays')
+  t.same(await c.get('/items/1', 'a.test'), { cache: 'HIT', v: 1 }, 'and its URL entry too')
 })
 
 t.test('under maxmemory with allkeys-random, Redis evicting any key: no response is older than the last eviction or clear() of its group', async (t) => {

@@ -44,10 +44,17 @@ async function evictTagAndDie (prefix: string, group: string, tag: string): Prom
   return await r.eval(EVICT_TAG, 5, base + 't:' + tag, base + 'g', base + 'R', base + 'i', base + 'o', `${prefix}:invalidate`, base, tag) as number
 }
 
-/** A group's fence: what follows its generation, in the same key (see FENCE in lib/stores/scripts.ts); null for none. */
+/**
+ * A group's fence: what follows its generation, in the same key (see FENCE in lib/stores/scripts.ts), past
+ * the origins' anchor (see ORIGINS); null for none.
+ */
 async function fenceOf (prefix: string, group: string): Promise<string | null> {
-  const gen = await r.get(`${prefix}:{${group}}:g`) ?? ''
-  return gen.includes(';') ? gen.slice(gen.indexOf(';')) : null
+  return entriesOf(await r.get(`${prefix}:{${group}}:g`) ?? '')
+}
+
+const entriesOf = (gen: string): string | null => {
+  const fence = gen.replace(/^[^;]*(;@\d+:\d*)?/, '')
+  return fence === '' ? null : fence
 }
 
 /** Whether a group has nothing left to reclaim, and no fence. */
@@ -384,7 +391,7 @@ t.test('a fence entry is dropped whole, whatever the URL it names holds, once it
     t.equal(done, 1, `${gen} done`)
     const value = await r.get(base + 'g') ?? ''
     t.equal(value.split(';')[0], '3.7', 'the generation is kept')
-    return value.includes(';') ? value.slice(value.indexOf(';')) : null
+    return entriesOf(value)
   }
   t.equal(await drop('3.5'), fence, 'a tag entry\'s text inside a URL entry is not an entry')
   t.equal(await drop('3.4', RECLAIM, true), fence, 'a set Redis lost proves nothing: the entry stays')

@@ -12,22 +12,20 @@ function readPolicy (info: string): EvictionPolicy {
 }
 
 /**
- * Resolves whether Redis may evict keys (maxmemory with a policy other than noeviction, on any master),
- * and logs once when it may: groups, fences and clear() stay exact whatever it evicts
- * (lib/stores/scripts.ts), but a tag's set or registry evicted before the values they point to lets a
- * tag eviction miss them (README, "Keys Redis loses"). Rejects when a server refuses INFO (some managed
- * ones): nothing is logged, and the store assumes it may.
+ * Logs once when Redis may evict keys (maxmemory with a policy other than noeviction, on any master):
+ * groups, fences, clear() and evict(url) stay exact whatever it evicts (lib/stores/scripts.ts), but a
+ * tag's set or registry evicted before the values they point to lets a tag eviction miss them (README,
+ * "Keys Redis loses"). Rejects when a server refuses INFO (some managed ones).
  */
-export async function mayEvict (client: Redis | Cluster, log: FastifyBaseLogger): Promise<boolean> {
+export async function warnIfEvicting (client: Redis | Cluster, log: FastifyBaseLogger): Promise<void> {
   const nodes = typeof (client as Cluster).nodes === 'function' && (client as Cluster).isCluster === true
     ? (client as Cluster).nodes('master')
     : [client as Redis]
   for (const node of nodes) {
     const { maxmemory, policy } = readPolicy(await node.info('memory'))
     if (maxmemory > 0 && policy !== 'noeviction') {
-      log.warn({ maxmemory, policy }, `fastify-http-cache: Redis may evict keys (maxmemory-policy ${policy}): a tag's set or registry evicted before its values lets evictTag() miss them (and evict(url) the origins missing from a set made again); evictGroup() and clear() stay exact (README: "Keys Redis loses")`)
-      return true
+      log.warn({ maxmemory, policy }, `fastify-http-cache: Redis may evict keys (maxmemory-policy ${policy}): a tag's set or registry evicted before its values lets evictTag() miss them; evictGroup(), evict(url) and clear() stay exact (README: "Keys Redis loses")`)
+      return
     }
   }
-  return false
 }

@@ -8,7 +8,7 @@ import { SLOTS, clearOf, entryPrefixOf, generationOf, indexOf, originsOf, slotTa
 import { Reclaimer } from './reclaim.js'
 import { cleared, current, registered, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
-import { mayEvict } from './eviction-policy.js'
+import { warnIfEvicting } from './eviction-policy.js'
 import { ADVANCE, CLEAR, CLEAR_COUNT, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
@@ -33,6 +33,7 @@ const CLEAR_SLOTS = 256
 const REGISTER_TRIES = 3
 const QUESTION = 0x3f // '?': a clear count is absent (see cleared in lib/stores/stamp.ts)
 const SEMICOLON = 0x3b // ends a generation followed by its fence
+const AT = 0x40 // starts the origins' anchor, first in a fence (see ORIGINS in lib/stores/scripts.ts)
 
 type Client = (Redis | Cluster) & {
   httpCacheWrite (n: number, ...args: Array<string | Buffer | number>): Promise<WriteReply>
@@ -42,7 +43,7 @@ type Client = (Redis | Cluster) & {
   httpCacheEvictTag (tagSet: string, gen: string, pending: string, index: string, origins: string, channel: string, group: string, tag: string): Promise<number>
   httpCacheReclaim (set: string, index: string, pending: string, gen: string, generation: string, budget: number): Promise<[number, number]>
   httpCacheDelete (key: string, index: string, gen: string, channel: string): Promise<number>
-  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number, evicting: string): Promise<[number, number]>
+  httpCacheDeleteUrl (origins: string, index: string, gen: string, pending: string, channel: string, group: string, prefix: string, rest: string, origin: string, budget: number): Promise<[number, number]>
   httpCacheReclaimUrl (job: string, origins: string, index: string, pending: string, gen: string, generation: string, budget: number, prefix: string): Promise<[number, number]>
   httpCacheUnlock (lock: string, token: string): Promise<number>
   httpCacheEntriesBuffer (n: number, ...args: Array<string | number>): Promise<[Buffer, Buffer, Buffer, Buffer, ...Buffer[]]>
@@ -86,8 +87,6 @@ export class RedisStore implements Store {
   /** Group registrations in flight, by the generation they read and the group. */
   private readonly registering = new Map<string, Promise<string>>()
   private readonly log: FastifyBaseLogger
-  // Whether Redis may evict keys: read at the first connection; until then, or when INFO is refused, assumed
-  private evicting = true
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
     this.client = client as Client
@@ -157,13 +156,15 @@ export class RedisStore implements Store {
     }
     return this.guardOf(key).run(() => this.client.mgetBuffer(key, generationOf(group), ...this.clearsOf(group))).then((found) => {
       const gen = found[1]
-      // the group's fence, if any, follows its generation (see FENCE in lib/stores/scripts.ts)
+      // the group's fence, if any, follows its generation (see FENCE in lib/stores/scripts.ts), after the
+      // origins' anchor, which no lookup needs
       const semi = gen === null ? -1 : gen.indexOf(SEMICOLON)
       const generation = gen === null ? '0' : gen.toString('latin1', 0, semi === -1 ? gen.length : semi)
+      const entries = semi !== -1 && (gen as Buffer)[semi + 1] === AT ? (gen as Buffer).indexOf(SEMICOLON, semi + 1) : semi
       const clears = cleared(found, 2)
       const full = generation + clears
       const raw = found[0]
-      const value = raw === null ? null : current(raw, full, semi === -1 ? null : (gen as Buffer).subarray(semi), key, group)
+      const value = raw === null ? null : current(raw, full, entries === -1 ? null : (gen as Buffer).subarray(entries), key, group)
       // (an unregistered epoch, or an absent clear count, is never one a value was written under: such a
       // lookup is a miss)
       if (registered(generation) && clears.charCodeAt(1) !== QUESTION) return { value, generation: full }
@@ -266,13 +267,13 @@ export class RedisStore implements Store {
    * O(1) in Redis past one script's budget: the origins that script did not get to are fenced (see FENCE
    * in lib/stores/scripts.ts) and swept behind it. Resolves to how many entries existed under the origins
    * it looked at, plus how many origins it fenced without looking (an upper bound, as evictTag's count is).
-   * A group with no origin recorded, where Redis may have lost them, is evicted whole (see DELETE_URL).
+   * A group whose origins Redis lost is evicted whole (see ORIGINS in lib/stores/scripts.ts).
    */
   async deleteUrl (group: string, rest: string, origin?: string): Promise<number> {
     let n: number, fenced: number
     try {
       [n, fenced] = await this.on(group).run(() => this.client.httpCacheDeleteUrl(originsOf(group), indexOf(group), generationOf(group), pendingOf(group),
-        this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US, this.evicting ? '1' : ''))
+        this.channel, group, entryPrefixOf(group), rest, origin ?? '', RECLAIM_BUDGET_US))
     } finally {
       this.invalidated?.({ group })
     }
@@ -313,7 +314,7 @@ export class RedisStore implements Store {
    * (bound: ioredis calls it as a 'ready' listener, once).
    */
   private readonly resume = (): void => {
-    mayEvict(this.client, this.log).then((may) => { this.evicting = may }, () => {}) // INFO refused: assumed
+    warnIfEvicting(this.client, this.log).catch(() => {}) // INFO refused (some managed servers): no warning
     const walks = this.keys.clearing()
     this.on(walks).run(() => this.client.hkeys(walks)).then((starts) => { for (const start of starts) this.walker.schedule(start) },
       () => {}) // resumed at the next start or clear()

@@ -42,6 +42,14 @@
 // entry once it has proved it removed every key it was given: it pops a member no key has, put in the set
 // by the eviction (or finds the job the eviction left). When Redis lost that set (or job), the entry
 // stays, and the values it fences stay unreachable, until the group's next eviction.
+//
+// ORIGINS: evict(url) finds a URL's entries through the origins they were stored under (key `…o`), a set
+// Redis may lose (or lose and have made again, in part, by a later write). Its anchor, kept first after
+// the generation in its key (`E.n;@k:U;entry…`, see ANCHOR), says how many origins the set held (k, as
+// the writes saw it) and until when an entry stored under one of them may live (U, ms of Redis's clock
+// rounded up to the second; '' = for good): while U has not passed, a set holding fewer than k origins
+// was lost, and evict(url) evicts the group whole. Once U passes, every entry written under the anchor
+// has expired, and the next write starts it again from the set it finds.
 
 // How many keys (or origins) a reclaim or sweep takes between two looks at the clock: a script ends at
 // most one step (about 0.1 ms) past its budget. With steps of 50, scripts past a 0.5 ms budget ran two
@@ -133,6 +141,16 @@ local function older (key, te, tn, tc)
 end
 `
 
+// The origins' anchor (see ORIGINS) at the head of a fence: k, U (math.huge: for good; nil without one),
+// and the fence without it.
+const ANCHOR = `
+local function anchorOf (fence)
+  local k, u = string.match(fence, '^;@(%d+):(%d*)')
+  if not k then return 0, nil, fence end
+  return tonumber(k), u == '' and math.huge or tonumber(u), string.sub(fence, #k + #u + 4)
+end
+`
+
 // Drops the entries of a group's fence (after its generation, in `key`) for which `drop(generation, body)`
 // answers true (body: ',tag' or '~lo~lr~OR'); `unfence` drops the entry of the eviction that left
 // generation `gen` (see FENCE). Entries are walked, not searched: a URL entry's text may contain anything.
@@ -220,7 +238,7 @@ end
 // Returns 0 when not written (evicted or cleared meanwhile, group not registered, or one origin too many),
 // {-1, generation} when an unconditional write finds the group unregistered (register, then retry),
 // else {1, flags of the tag sets made to live longer}.
-export const WRITE = GEN + CLEARS + KEEP + `
+export const WRITE = GEN + CLEARS + KEEP + ANCHOR + `
 local tagsFrom = 5 + tonumber(ARGV[7])
 for i = 2, #KEYS do
   if i == 2 or i == 4 or i >= tagsFrom then
@@ -228,7 +246,7 @@ for i = 2, #KEYS do
     if t ~= 'none' and t ~= 'set' then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is not a set: nothing written') end
   end
 end
-local g, e = gen(KEYS[3])
+local g, e, _, fence = gen(KEYS[3])
 local full, sum = cleared(5, tagsFrom - 1)
 full = g .. full
 if ARGV[3] ~= '' and full ~= ARGV[3] then return 0 end
@@ -249,7 +267,20 @@ if ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl) else redis.call('SE
 if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
 -- the sets that point at the key expire after it: their expiry is set after its own (the clock may
 -- tick a millisecond during the script)
-if ARGV[8] then keep(KEYS[4], ARGV[8], ttl) end
+if ARGV[8] then
+  keep(KEYS[4], ARGV[8], ttl)
+  -- the origins' anchor (see ORIGINS): rewritten when the set grew or the entry lives past U (at most
+  -- once a second, U being rounded up); a set found smaller than k was lost, and k stays
+  local k, u, rest = anchorOf(fence)
+  local now = millis()
+  if u and u < now then k, u = 0, nil end
+  local size = redis.call('SCARD', KEYS[4])
+  local lives = ttl > 0 and math.ceil((now + ttl) / 1000) * 1000 or math.huge
+  if size > k or not u or lives > u then
+    u = math.max(u or 0, lives)
+    redis.call('SET', KEYS[3], g .. ';@' .. math.max(k, size) .. ':' .. (u == math.huge and '' or int(u)) .. rest)
+  end
+end
 keep(KEYS[2], KEYS[1], ttl)
 local longer = ''
 for i = tagsFrom, #KEYS do
@@ -426,20 +457,19 @@ return redis.call('UNLINK', KEYS[1])
 `
 
 // KEYS: origins, index, generation, pending reclaims. ARGV: channel, group, entry prefix, rest of
-// the key, origin ('' = every one), time budget in microseconds, '1' when Redis may evict keys (see
-// below: the origins may be lost). Fences the group's writes, then removes
+// the key, origin ('' = every one), time budget in microseconds. Fences the group's writes, then removes
 // one URL's entries under the origins recorded for the group (see SWEEP) until done or, past 128 origins,
 // the budget is spent; the origins left are fenced (see FENCE) and handed to RECLAIM_URL, through a job
 // `<group>u:<generation>` (its cursor, origin and rest) queued with the group's reclaim sets, in place of
-// the entry and job of an earlier eviction of the same URL and origin not done yet. Returns {how many
-// existed, how many origins were fenced (or evicted with the group) without being looked at}.
-export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + FENCE + `
--- no origin recorded: the group holds no URL's entry (the set lives as long as its longest-lived
--- entry), unless Redis lost the set, which hides every origin the URL's entries are under: where it may
--- have, the whole group goes (too much, never too little), and the result is {0, how many keys it held}
-if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
-  local g, e = gen(KEYS[3])
-  if g == '0' then return {0, 0} end
+// the entry and job of an earlier eviction of the same URL and origin not done yet. A group whose origins
+// Redis lost (see ORIGINS) is evicted whole instead. Returns {how many existed, how many origins were
+// fenced (or keys evicted with the group) without being looked at}.
+export const DELETE_URL = GEN + OLDER + SWEEP + UNFENCE + FENCE + ANCHOR + `
+-- origins lost (or made again in part): which ones the URL's entries are under is unknown, and the
+-- whole group goes (too much, never too little); the result is {0, how many keys it held}
+local _, e, _, held = gen(KEYS[3])
+local k, u = anchorOf(held)
+if k > 0 and u >= millis() and redis.call('SCARD', KEYS[1]) < k then
   return {0, (whole(KEYS[2], KEYS[3], KEYS[1], KEYS[4], ARGV[2], ARGV[1], e + 2))}
 end
 local next = bump(KEYS[3])
