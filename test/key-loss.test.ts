@@ -140,8 +140,8 @@ interface Catalogue {
   stored: (url: string, host?: string) => Promise<boolean>
 }
 
-async function catalogue (test: Test, server?: TestRedis): Promise<Catalogue> {
-  const client = (server ?? await (redis ??= startRedis(t))).client()
+async function catalogue (test: Test): Promise<Catalogue> {
+  const client = (await (redis ??= startRedis(t))).client()
   const prefix = `kl${++prefixes}`
   const app = await started(test, client, prefix)
   const version = { v: 1 }
