@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr'
+import { digestOf, DIGEST_BYTES, weakEtag } from './payload.js'
 
 export type HeaderValue = string | string[]
 
@@ -54,18 +55,22 @@ export const keepFor = (e: CacheEntry): number => e.http !== undefined
 
 // Plain maps, no shared record structures: every instance (and version) can read every entry.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
-const VERSION = 2
+// The same with a map's size in its first byte (fixmap) up to 15 keys, where msgpackr writes a map16 (3
+// bytes) by default: for the entry's headers and vary
+const compact = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true })
+// Still read: written by older releases sharing the Redis ([2, status, storedAt, ttl, swr, sie, etag, headers, body, vary, tags?])
+const VERSION_2 = 2
 // Under policy 'http' a key holds every variant of its URL (Vary), newest first
 const VARIANTS = 3
+const VERSION = 4
 
 /**
- * A positional array: no field names stored per entry, and the cheapest shape to decode. The tags the
- * write carries follow as one optional last field (entries without it, older ones too, have none).
+ * A positional array, `[4, status, storedAt, ttl, etag, headers, body, swr, sie, vary, tags]`: no field
+ * names stored per entry, and the cheapest shape to decode. The fields after the body are left off from
+ * the right while they hold their default (0, 0, null, no tags): most entries end with the body.
  */
 export function encodeEntry (e: CacheEntry, tags?: readonly string[]): Buffer {
-  const fields: unknown[] = [VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers, e.body, e.vary ?? null]
-  if (tags !== undefined && tags.length > 0) fields.push(tags)
-  return packr.pack(fields)
+  return encode(e, e.body, e.body.length, tags, false).value
 }
 
 /**
@@ -75,17 +80,40 @@ export function encodeEntry (e: CacheEntry, tags?: readonly string[]): Buffer {
  * MISS (it was copied into a Buffer, then into msgpackr's output).
  */
 export function encodeTextEntry (e: Omit<CacheEntry, 'body'>, text: string, bytes: number, tags?: readonly string[]): { value: Buffer, body: Buffer } {
-  const tagged = tags !== undefined && tags.length > 0
-  // a fixarray of 8 (0x98), renumbered to the whole entry's 10 or 11 fields
-  const head = packr.pack([VERSION, e.status, e.storedAt, e.ttl, e.swr, e.sie, e.etag, e.headers])
-  const tail = packr.pack([e.vary ?? null, ...(tagged ? [tags] : [])])
+  const { value, at } = encode(e, text, bytes, tags, true)
+  return { value, body: value.subarray(at, at + bytes) }
+}
+
+// The fields up to the ETag, written here: msgpackr packs a Buffer (the digest) slowly, and a pack call
+// of its own costs more than these few bytes. Room for 1 + 1 + 3 * 9 + 17.
+const front = Buffer.allocUnsafeSlow(64)
+
+// The value, and where the body starts in it
+function encode (e: Omit<CacheEntry, 'body'>, body: Buffer | string, bytes: number, tags: readonly string[] | undefined, own: boolean): { value: Buffer, at: number } {
+  const rest = tailOf(e, tags)
+  front[0] = 0x97 + (rest === undefined ? 0 : rest.length) // a fixarray of 7 to 11
+  front[1] = VERSION
+  let at = writeNumber(front, writeNumber(front, writeNumber(front, 2, e.status), e.storedAt), e.ttl)
+  // the ETag etagFor made from this body: its 15 digest bytes (17 stored, not 29); the length in it is the body's
+  const digest = digestOf(e.etag, bytes, front, at + 2) !== undefined
+  if (digest) {
+    front[at] = 0xc4
+    front[at + 1] = DIGEST_BYTES
+    at += 2 + DIGEST_BYTES
+  }
+  // an ETag kept as a string goes with the headers: [etag, headers] past its own fixarray byte
+  const mid = compact.pack(digest ? e.headers : [e.etag, e.headers])
+  const skip = digest ? 0 : 1
+  const tail = rest === undefined ? undefined : compact.pack(rest)
   const binHead = bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5
-  // memory of its own (not a slice of Node's shared pool): the memory store keeps it, and a kept slice would
-  // hold its whole 8 KB pool slab
-  const value = Buffer.allocUnsafeSlow(head.length + binHead + bytes + tail.length - 1)
-  head.copy(value, 0)
-  value[0] = tagged ? 0x9b : 0x9a
-  let at = head.length
+  const size = at + mid.length - skip + binHead + bytes + (tail === undefined ? 0 : tail.length - 1)
+  // own: memory of its own (not a slice of Node's shared pool), the value the memory store keeps as it
+  // is. Else a slice (as msgpackr's output was), which that store copies.
+  const value = own ? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafe(size)
+  // a loop: Buffer#copy from part of a buffer makes a view of it first, dearer than these few bytes
+  for (let i = 0; i < at; i++) value[i] = front[i]
+  mid.copy(value, at, skip)
+  at += mid.length - skip
   if (binHead === 2) {
     value[at] = 0xc4
     value[at + 1] = bytes
@@ -97,9 +125,41 @@ export function encodeTextEntry (e: Omit<CacheEntry, 'body'>, text: string, byte
     value.writeUInt32BE(bytes, at + 1)
   }
   at += binHead
-  value.write(text, at, bytes, 'utf8')
-  tail.copy(value, at + bytes, 1) // past the tail's own fixarray byte
-  return { value, body: value.subarray(at, at + bytes) }
+  if (typeof body === 'string') value.write(body, at, bytes, 'utf8')
+  else body.copy(value, at)
+  tail?.copy(value, at + bytes, 1) // past the tail's own fixarray byte
+  return { value, at }
+}
+
+// As msgpackr writes a number that fits 32 bits unsigned (the shortest form); any other as a float64
+function writeNumber (out: Buffer, at: number, n: number): number {
+  if (n >>> 0 !== n) {
+    out[at] = 0xcb
+    return out.writeDoubleBE(n, at + 1)
+  }
+  if (n < 0x80) {
+    out[at] = n
+    return at + 1
+  }
+  if (n < 0x100) {
+    out[at] = 0xcc
+    out[at + 1] = n
+    return at + 2
+  }
+  if (n < 0x10000) {
+    out[at] = 0xcd
+    return out.writeUInt16BE(n, at + 1)
+  }
+  out[at] = 0xce
+  return out.writeUInt32BE(n, at + 1)
+}
+
+// The fields after the body, up to the last one not at its default; undefined when there are none
+function tailOf (e: Omit<CacheEntry, 'body'>, tags?: readonly string[]): unknown[] | undefined {
+  if (tags !== undefined && tags.length > 0) return [e.swr, e.sie, e.vary ?? null, tags]
+  if (e.vary !== undefined) return [e.swr, e.sie, e.vary]
+  if (e.sie !== 0) return [e.swr, e.sie]
+  return e.swr !== 0 ? [e.swr] : undefined
 }
 
 /**
@@ -133,6 +193,9 @@ export function decodeVariants (bytes: Buffer, memo = false): CacheEntry[] | und
   if (!Array.isArray(a)) return undefined
   let list: CacheEntry[] | undefined
   if (a[0] === VERSION) {
+    const e = fromList(a)
+    list = e === undefined ? undefined : [e]
+  } else if (a[0] === VERSION_2) {
     const tags = a.length === 11 ? tagsOf(a.pop()) : undefined
     const e = tags === null ? undefined : fromFields(a, 1, false)
     if (e !== undefined && tags != null) e.tags = tags
@@ -150,6 +213,49 @@ export function decodeVariants (bytes: Buffer, memo = false): CacheEntry[] | und
   }
   if (list !== undefined && memo) decodedList.set(bytes, list)
   return list
+}
+
+// A VERSION entry: the fields left off take their defaults
+function fromList (a: unknown[]): CacheEntry | undefined {
+  const n = a.length
+  if (n < 7 || n > 11) return undefined
+  const status = a[1]
+  const storedAt = a[2]
+  const ttl = a[3]
+  const body = a[6]
+  const swr = n > 7 ? a[7] : 0
+  const sie = n > 8 ? a[8] : 0
+  const vary = n > 9 ? a[9] : null
+  const tags = n > 10 ? tagsOf(a[10]) : undefined
+  if (!Number.isInteger(status) || (status as number) < 200 || (status as number) > 299 || !Buffer.isBuffer(body) ||
+    !isTime(storedAt) || !isTime(ttl) || !isTime(swr) || !isTime(sie) || (vary !== null && !validVary(vary)) || tags === null) {
+    return undefined
+  }
+  // a string, or the digest of the ETag etagFor made (rebuilt from the body's length)
+  let etag = a[4]
+  if (typeof etag === 'string') {
+    if (!FIELD_VALUE.test(etag)) return undefined
+  } else if (Buffer.isBuffer(etag) && etag.length === DIGEST_BYTES) {
+    etag = weakEtag(body.length, etag)
+  } else {
+    return undefined
+  }
+  // a map: msgpackr's (a '__proto__' key comes back as '__proto_', never the object's prototype)
+  const headers = a[5]
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || !validHeaders(headers as Record<string, unknown>)) return undefined
+  const e: CacheEntry = {
+    status: status as number,
+    headers: headers as Record<string, HeaderValue>,
+    body,
+    etag: etag as string,
+    storedAt: storedAt as number,
+    ttl: ttl as number,
+    swr: swr as number,
+    sie: sie as number,
+    vary: vary === null ? undefined : vary as Record<string, string>
+  }
+  if (tags !== undefined) e.tags = tags
+  return e
 }
 
 function fromFields (a: unknown[], at: number, http: boolean): CacheEntry | undefined {
