@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis'
 import httpCache from '../index.js'
 import type { HttpCacheOptions } from '../lib/types.js'
 import { CLEAR, DELETE_URL, EVICT_GROUP, EVICT_TAG, RECLAIM, RECLAIM_URL } from '../lib/stores/scripts.js'
+import { stamped } from '../lib/stores/stamp.js'
 import { deferred } from './helpers/gate.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { until } from './helpers/until.js'
@@ -101,6 +102,43 @@ t.test('keys written after an eviction survive its reclaim; the evicted ones are
   t.equal(await app.cache.get('k2', { group: 'big' }), 'new')
   t.same(await r.smembers(`${prefix}:{big}:i`), [`${prefix}:{big}:v:k2`])
   await until('unqueued', async () => (await r.exists(`${prefix}:reclaim`)) === 0)
+})
+
+/** A value as releases before 9 December 2026 stamped it: its numbers in decimal, after 'g'. */
+function decimalStamp (raw: Buffer): Buffer {
+  const space = raw.indexOf(0x20)
+  const head = raw.toString('latin1', 1, space).replace(/^[0-9a-z./]+/, (n) => n.replace(/[0-9a-z]+/g, (d) => String(parseInt(d, 36))))
+  return Buffer.concat([Buffer.from('g' + head, 'latin1'), raw.subarray(space)])
+}
+
+t.test('values stamped in decimal by earlier releases are served, and reclaimed by their epoch like the others', async (t) => {
+  const { app, prefix } = await make(t)
+  await fillValues(app, 'mixed', 300)
+  await app.cache.set('tagged', 'x', { group: 'mixed', tags: ['a'] })
+  const value = (k: string): string => `${prefix}:{mixed}:v:${k}`
+  const legacy = ['k1', 'k2', 'k3', 'tagged']
+  for (const k of legacy) await r.set(value(k), decimalStamp(await r.getBuffer(value(k)) as Buffer))
+  t.match((await r.get(value('k1')))?.slice(0, 40), /^g\d+\/\d+ /, 'a decimal stamp')
+  t.equal(await app.cache.get('k1', { group: 'mixed' }), 1, 'served')
+  t.equal(await app.cache.get('tagged', { group: 'mixed' }), 'x')
+  t.equal(await app.cache.evictTag('a'), 1)
+  t.equal(await app.cache.get('tagged', { group: 'mixed' }), undefined, 'a tag eviction fences it')
+  await evictAndDie(prefix, 'mixed')
+  t.equal(await app.cache.get('k2', { group: 'mixed' }), undefined, 'an eviction makes it unreachable')
+  // written again since the eviction, by this release and by an earlier one (a rolling upgrade), before
+  // any reclaim
+  await app.cache.set('k4', 'new', { group: 'mixed' })
+  await app.cache.set('k5', 'old', { group: 'mixed' })
+  await r.set(value('k5'), decimalStamp(await r.getBuffer(value('k5')) as Buffer))
+  await r.sadd(`${prefix}:reclaim`, `${prefix}:{mixed}:`)
+  await make(t, { prefix }) // an instance that starts resumes the reclaim
+  await until('reclaimed', async () => (await r.exists(`${prefix}:{mixed}:R`)) === 0)
+  t.same(await keys(value('*')), [value('k4'), value('k5')], 'only the values written since are left')
+  t.equal(await app.cache.get('k5', { group: 'mixed' }), 'old')
+  await app.cache.clear()
+  t.equal(await app.cache.get('k5', { group: 'mixed' }), undefined, 'a clear() makes it unreachable')
+  await until('walked', async () => (await keys(value('*'))).length === 0)
+  t.pass('and its walk reclaims it')
 })
 
 t.test('a group of no more than 50 keys is removed by the eviction itself; a larger one is queued', async (t) => {
@@ -294,7 +332,9 @@ t.test('an evict(url) fenced past its first page: the rest unreachable at once, 
   const clears = await r.get(`${prefix}:clear`)
   await until('written again', async () => {
     const values = await r.mget(hosts.slice(0, half).map((h) => entry(h)))
-    return values.every((v) => v?.startsWith(`g${gen ?? ''}/${clears ?? ''} `))
+    // the stamp the write script gives them (lib/stores/stamp.ts): in base 36
+    const stamp = stamped(`${gen ?? ''}/${clears ?? ''}`, Buffer.alloc(0)).toString('latin1')
+    return values.every((v) => v?.startsWith(stamp))
   })
 
   await r.sadd(`${prefix}:reclaim`, `${prefix}:{many}:`)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { cleared, current, registered, stamped, unstamped } from '../lib/stores/stamp.js'
+import { cleared, current, registered, stampOf, stamped, unstamped } from '../lib/stores/stamp.js'
 
 // The stamp a Redis value carries (lib/stores/stamp.ts): which values a lookup may answer.
 
@@ -101,4 +101,57 @@ t.test('a URL entry of a fence hides the values of that URL written before the e
   t.equal(current(stamped('3.4', bytes), '3.7', utf8, key('http://h', accented), base), null, 'a URL beyond ASCII')
   t.equal(current(stamped('3.4', bytes, ['t']), '3.7', utf8, key('http://h', '/b'), base), null, 'and the entry after it')
   t.same(current(stamped('3.4', bytes), '3.7', utf8, key('http://h', '/caf\u00e9/'), base), bytes)
+})
+
+t.test('a stamp writes its numbers in base 36; the decimal stamps of earlier releases are still read', async (t) => {
+  const epoch = '3593292899822389'
+  const clears = '1796646449911'
+  const raw = stamped(`${epoch}.12/${clears}`, bytes, ['a'])
+  t.equal(raw.toString('latin1', 0, raw.indexOf(0x20)), `h${Number(epoch).toString(36)}.c/${Number(clears).toString(36)},a`)
+  t.equal(stamped(`${epoch}/${clears}`, bytes).indexOf(0x20) + 1, 21, '21 bytes with its space, where the decimal stamp took 32')
+  t.same(current(raw, `${epoch}.40/${clears}`), bytes)
+  t.equal(current(raw, `3593292899822391.40/${clears}`), null, 'another epoch')
+  t.equal(current(raw, `${epoch}.40/1796646449912`), null, 'another clear')
+  t.equal(current(raw, `${epoch}.40/?`), null, 'a clear count absent')
+  t.equal(current(raw, `${epoch}.40/${clears}`, fence(`;${epoch}.13,a`)), null, 'fenced by its partial-eviction count (12 in base 36: c)')
+  t.same(current(raw, `${epoch}.40/${clears}`, fence(`;${epoch}.12,a`)), bytes, 'written at the eviction\'s generation')
+  // as releases before 9 December 2026 stamped values: decimal after 'g'
+  const legacy = (s: string): Buffer => Buffer.from(`${s} body`, 'latin1')
+  t.same(current(legacy(`g${epoch}.12/${clears},a`), `${epoch}.40/${clears}`), Buffer.from('body'))
+  t.equal(current(legacy(`g${epoch}.12/${clears},a`), `${epoch}.40/${clears}`, fence(`;${epoch}.13,a`)), null, 'fenced')
+  t.equal(current(legacy(`g${epoch}/${clears}`), `${epoch}/1796646449912`), null)
+  t.equal(current(legacy(`h${epoch}/${clears}`), `${epoch}/${clears}`), null, 'decimal digits after h are read in base 36')
+  t.equal(current(legacy(`g${Number(epoch).toString(36)}/${clears}`), `${epoch}/${clears}`), null, 'base 36 after g is not decimal')
+  t.equal(current(legacy('G3/2'), '3/2'), null)
+  t.equal(current(legacy('H3/2'), '3/2'), null)
+})
+
+t.test('stamps that are not ones the store writes are never answered', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['h3/? body', '3/?'], // a clear count that was not a number when written
+    ['h3/ body', '3/0'],
+    ['h3. body', '3'],
+    ['h3.A body', '3'], // upper case is not a digit
+    ['h body', '0'],
+    ['h3/2 body', '3/'],
+    ['h3/2 body', '/2'],
+    ['hzzzzzzzzzzz/2 body', String(36 ** 11 - 1) + '/2'], // past 2^53: not exact
+    ['h3/2;x body', '3/2']
+  ]
+  for (const [raw, generation] of cases) t.equal(current(Buffer.from(raw, 'latin1'), generation), null, `${raw} under ${generation}`)
+  const huge = Buffer.from(`h3.${(2 ** 54).toString(36)}/2,t body`, 'latin1')
+  t.equal(current(huge, '3/2', fence(';3.1,x')), null, 'a partial-eviction count past 2^53 reads as fenced')
+  t.same(current(huge, '3/2'), Buffer.from('body'), 'without a fence it is not read')
+})
+
+t.test('the stamp a write under a generation gets, as the store hands it to the write script', async (t) => {
+  const bytes = Buffer.alloc(0)
+  for (const generation of ['3593292899822389.12/1796646449911', '3593292899822389/1796646449911', '7/0']) {
+    t.equal(stampOf(generation) + ' ', stamped(generation, bytes).toString('latin1'), generation)
+    t.same(current(Buffer.from(stampOf(generation) + ' x'), generation), Buffer.from('x'))
+  }
+  t.equal(stampOf('3/?'), '', 'a clear count absent: the script makes it, and the stamp')
+  t.equal(stampOf('3/?,7'), '')
+  t.equal(stampOf('3'), '', 'no clears')
+  t.equal(stampOf('3.x/2'), '', 'not a generation')
 })

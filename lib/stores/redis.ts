@@ -6,12 +6,14 @@ import type { FastifyBaseLogger } from 'fastify'
 import { deadline, Guard, type GuardOptions } from '../guard.js'
 import { SLOTS, clearOf, entryPrefixOf, generationOf, indexOf, originsOf, slotTags, tagSetOf, type KeyBuilder } from '../keys.js'
 import { Reclaimer } from './reclaim.js'
-import { cleared, current, registered, tagsHead } from './stamp.js'
+import { cleared, current, registered, stampOf, tagsHead } from './stamp.js'
 import { Turn, type WriteArgs, type WriteReply } from './turn.js'
 import { warnIfEvicting } from './eviction-policy.js'
 import { ADVANCE, CLEAR, CLEAR_COUNT, CLEAR_GROUP, DELETE, DELETE_URL, ENTRIES, EVICT_GROUP, EVICT_TAG, MARK, RECLAIM, RECLAIM_URL, REGISTER, UNLOCK, WRITE } from './scripts.js'
 import type { Health, Invalidation, Lookup, Page, Store, StoredItem } from './store.js'
 
+// Stamps kept by generation (see stampOf): as many groups as misses write into at once, and then some.
+const STAMPS = 1024
 // How long a registration made before a handler runs holds at least (far beyond any request).
 const REGISTRATION_MS = 10 * 60 * 1000
 // SSCAN calls per listed key an admin page may make while the members it meets have expired
@@ -86,6 +88,8 @@ export class RedisStore implements Store {
   private slotTags: string[] | undefined
   /** Group registrations in flight, by the generation they read and the group. */
   private readonly registering = new Map<string, Promise<string>>()
+  /** Stamps by generation (see stampOf): a group keeps one between evictions, so a miss converts no number. */
+  private readonly stamps = new Map<string, string>()
   private readonly log: FastifyBaseLogger
 
   constructor (client: Redis | Cluster, private readonly keys: KeyBuilder, opts: RedisStoreOptions) {
@@ -218,7 +222,7 @@ export class RedisStore implements Store {
     const clears = this.clearsOf(group)
     const keys = [key, indexOf(group), generationOf(group), originsOf(group), ...clears]
     for (const tag of tags) keys.push(tagSetOf(group, tag))
-    const args: WriteArgs = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags), clears.length]
+    const args: WriteArgs = [value, ttlMs, generation ?? '', this.channel, this.maxOrigins, tagsHead(tags), clears.length, generation === undefined ? '' : this.stampOf(generation)]
     if (origin !== undefined) args.push(origin)
     const turn = this.turn
     return this.guardOf(key).run(() => turn === undefined ? this.send(keys, args) : turn.write(keys, args)).then((done) => {
@@ -464,6 +468,16 @@ export class RedisStore implements Store {
     const done = next === '0'
     const moved = await this.on(walks).run(() => this.client.httpCacheAdvance(walks, start, read, done ? '' : read.slice(0, space) + ' ' + next))
     return done && moved === 1
+  }
+
+  private stampOf (generation: string): string {
+    let stamp = this.stamps.get(generation)
+    if (stamp === undefined) {
+      if (this.stamps.size >= STAMPS) this.stamps.clear()
+      stamp = stampOf(generation)
+      this.stamps.set(generation, stamp)
+    }
+    return stamp
   }
 
   private readonly send = (keys: string[], args: WriteArgs): Promise<WriteReply> => this.client.httpCacheWrite(keys.length, ...keys, ...args)

@@ -5,7 +5,8 @@
 //
 // A group's generation (key `…g`) is `E` or `E.n`:
 // - E, the epoch, moves on every eviction of the whole group (evictGroup). Every value is
-//   stamped with the generation it was written under (`g<E>[.n] <bytes>`) and a lookup answers it only
+//   stamped with the generation it was written under (`h<E>[.n] <bytes>`, numbers in base 36 there: see
+//   lib/stores/stamp.ts) and a lookup answers it only
 //   while its E is the group's: an eviction makes all the group's keys unreachable in O(1), and they are
 //   reclaimed behind it in short batches (RECLAIM).
 // - n moves on the evictions of part of the group (delete, deleteUrl, evictTag): a write conditional on
@@ -21,7 +22,7 @@
 //
 // CLEAR: clear() moves no group. Every namespace start a group is under (lib/keys.ts, startsOf) has a
 // clear count (key `<start>clear`; on Cluster one per slot, so the group's scripts can read its own); a
-// value is stamped with the sum c of its group's counts (`g<E>[.n]/c`) and a lookup answers it only
+// value is stamped with the sum c of its group's counts (`h<E>[.n]/c`) and a lookup answers it only
 // while the sum is the same: a clear() makes a whole namespace unreachable in O(1). A count is made by
 // the registration of a miss that found it absent (MARK), or by a write; while one is absent no value is
 // answered (a lost count must not read as "never cleared"), so a clear leaves it absent (on Cluster,
@@ -33,7 +34,7 @@
 //
 // FENCE: a tag eviction moves n (to E.n') and moves the tag's keys to a reclaim set in O(1). Until the
 // reclaim has removed them, the group's fence holds an entry `;E.n',tag` that names the tag and n': a
-// value stamped with that tag (`g<E.n>,tag1,tag2 <bytes>`) under an older n is unreachable
+// value stamped with that tag (`h<E.n>/c,tag1,tag2 <bytes>`) under an older n is unreachable
 // (lib/stores/stamp.ts). An evict(url) over more origins than one script gets through fences the rest the
 // same way, with an entry `;E.n'~<length of O>~<length of R>~<O><R>`: a value under an older n whose key is
 // `<entry prefix><origin><R>`, the origin O or `O;…` (any origin when O is ''), is unreachable. The fence
@@ -74,10 +75,10 @@ local function millis () return math.floor(now() / 1000) end
 
 /** Lua helpers: generation parsing and comparison; the fence after it (see FENCE). */
 const GEN = CLOCK + `
-local function parse (g)
+local function parse (g, radix)
   local dot = string.find(g, '.', 1, true)
-  if dot then return tonumber(string.sub(g, 1, dot - 1)), tonumber(string.sub(g, dot + 1)) end
-  return tonumber(g), 0
+  if dot then return tonumber(string.sub(g, 1, dot - 1), radix), tonumber(string.sub(g, dot + 1), radix) end
+  return tonumber(g, radix), 0
 end
 -- An absent generation reads '0' (no value was written under it), but its epoch e starts past every one
 -- the key may have held: a key lost to maxmemory eviction or a DEL must not bring back an epoch whose
@@ -96,6 +97,21 @@ local function bump (key)
   local next = int(e) .. '.' .. (n + 1)
   redis.call('SET', key, next .. fence)
   return next
+end
+`
+
+/** Lua helper: a whole number in base 36 as a stamp writes it (lib/stores/stamp.ts); '?' for any other. */
+const BASE36 = `
+local function b36 (x)
+  if not x or x < 0 or x ~= math.floor(x) or x >= 2^53 then return '?' end
+  local d, i = {}, 0
+  repeat
+    local r = x % 36
+    i = i + 1
+    d[i] = r < 10 and 48 + r or 87 + r
+    x = (x - r) / 36
+  until x == 0
+  return string.reverse(string.char(unpack(d, 1, i)))
 end
 `
 
@@ -125,14 +141,16 @@ end
 const OLDER = `
 local function older (key, te, tn, tc)
   local head = redis.pcall('GETRANGE', key, 0, 63)
-  if type(head) == 'string' and string.byte(head, 1) == 103 then
+  -- 'h': base 36; 'g': decimal (releases before 9 December 2026)
+  local radix = type(head) == 'string' and (string.byte(head, 1) == 104 and 36 or string.byte(head, 1) == 103 and 10)
+  if radix then
     local space = string.find(head, '[ ,/]', 2)
     if space then
-      local e, n = parse(string.sub(head, 2, space - 1))
+      local e, n = parse(string.sub(head, 2, space - 1), radix)
       if e ~= nil and n ~= nil then
         if not tc then return e < te or (e == te and n < tn) end
         if e ~= te then return e < te end
-        local c = string.byte(head, space) == 47 and tonumber(string.match(head, '^%d+', space + 1)) or 0
+        local c = string.byte(head, space) == 47 and tonumber(string.match(head, '^%w*', space + 1), radix) or 0
         return c < tc
       end
     end
@@ -233,12 +251,13 @@ end
 // KEYS: entry, index, generation, origins, clear counts (see CLEAR), tag sets… Scripts do not roll back:
 // a set key holding something else fails the write before anything is written. ARGV: value, ttl ms
 // (0 = none), generation read at lookup (with its clears, '' = unconditional), channel, max origins, the
-// tags as the stamp carries them (',a,b'; '' = none: see FENCE), how many clear counts, origin (absent:
-// not an entry).
+// tags as the stamp carries them (',a,b'; '' = none: see FENCE), how many clear counts, the stamp of the
+// generation read ('h…' as lib/stores/stamp.ts makes it, so that a miss's write converts no number; '':
+// made here), origin (absent: not an entry).
 // Returns 0 when not written (evicted or cleared meanwhile, group not registered, or one origin too many),
 // {-1, generation} when an unconditional write finds the group unregistered (register, then retry),
 // else {1, flags of the tag sets made to live longer}.
-export const WRITE = GEN + CLEARS + KEEP + ANCHOR + `
+export const WRITE = GEN + BASE36 + CLEARS + KEEP + ANCHOR + `
 local tagsFrom = 5 + tonumber(ARGV[7])
 for i = 2, #KEYS do
   if i == 2 or i == 4 or i >= tagsFrom then
@@ -246,29 +265,34 @@ for i = 2, #KEYS do
     if t ~= 'none' and t ~= 'set' then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is not a set: nothing written') end
   end
 end
-local g, e, _, fence = gen(KEYS[3])
-local full, sum = cleared(5, tagsFrom - 1)
-full = g .. full
-if ARGV[3] ~= '' and full ~= ARGV[3] then return 0 end
+local g, e, n, fence = gen(KEYS[3])
+local clears, sum = cleared(5, tagsFrom - 1)
+if ARGV[3] ~= '' and g .. clears ~= ARGV[3] then return 0 end
 if e % 2 == 0 then
   if ARGV[3] ~= '' then return 0 end
   return {-1, g}
 end
+-- the stamp the caller made of the generation it read, which is the group's; else made here
+local stamp = ARGV[3] ~= '' and ARGV[8] or ''
 -- counts absent since the lookup (never made, or lost): made now, and the value stamped with them
 if not sum then
   counted(5, tagsFrom - 1)
-  full = g .. cleared(5, tagsFrom - 1)
+  clears, sum = cleared(5, tagsFrom - 1)
+  stamp = ''
 end
 local ttl = tonumber(ARGV[2])
-if ARGV[8] and redis.call('SISMEMBER', KEYS[4], ARGV[8]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
+if ARGV[9] and redis.call('SISMEMBER', KEYS[4], ARGV[9]) == 0 and redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
 local replaced = redis.call('EXISTS', KEYS[1]) == 1
-local value = 'g' .. full .. ARGV[6] .. ' ' .. ARGV[1]
+if stamp == '' then
+  stamp = 'h' .. b36(e) .. (n > 0 and '.' .. b36(n) or '') .. '/' .. b36(sum)
+end
+local value = stamp .. ARGV[6] .. ' ' .. ARGV[1]
 if ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl) else redis.call('SET', KEYS[1], value) end
 if replaced then redis.call('PUBLISH', ARGV[4], 'k' .. KEYS[1]) end
 -- the sets that point at the key expire after it: their expiry is set after its own (the clock may
 -- tick a millisecond during the script)
-if ARGV[8] then
-  keep(KEYS[4], ARGV[8], ttl)
+if ARGV[9] then
+  keep(KEYS[4], ARGV[9], ttl)
   -- the origins' anchor (see ORIGINS): rewritten when the set grew or the entry lives past U (at most
   -- once a second, U being rounded up); a set found smaller than k was lost, and k stays
   local k, u, rest = anchorOf(fence)

@@ -402,11 +402,18 @@ async function measureStorage (app, redis, n) {
  */
 function describeValue (bytes, etag) {
   try {
-    const { pack, unpack } = require('msgpackr')
-    // the store's stamp (g<generation> ) comes first
-    const value = unpack(bytes[0] === 0x67 ? bytes.subarray(bytes.indexOf(0x20) + 1) : bytes)
+    const { Packr, unpack } = require('msgpackr')
+    // maps sized as the plugin writes them (a fixmap up to 15 keys)
+    const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true })
+    const pack = (v) => packr.pack(v)
+    // the store's stamp (h<generation> , or g<…> before December 2026) comes first
+    const stamped = bytes[0] === 0x67 || bytes[0] === 0x68
+    const stamp = stamped ? bytes.subarray(0, bytes.indexOf(0x20) + 1).toString('latin1') : ''
+    const value = unpack(bytes.subarray(stamp.length))
     const fields = Array.isArray(value) ? value : value !== null && typeof value === 'object' ? Object.values(value) : []
-    const etagField = fields.find((v) => v === etag)
+    // the ETag as text, or (the plugin's own W/"<length>-<digest>") its digest as bytes
+    const digest = /-([\w-]+)"$/.exec(etag ?? '')?.[1]
+    const etagField = fields.find((v) => v === etag || ((Buffer.isBuffer(v) || v instanceof Uint8Array) && digest !== undefined && Buffer.from(v).toString('base64url') === digest))
     const etagBytes = etagField === undefined ? undefined : pack(etagField).length
     const show = (v) => {
       const size = pack(v).length
@@ -415,9 +422,9 @@ function describeValue (bytes, etag) {
       if (v !== null && typeof v === 'object') return `${size} (${Array.isArray(v) ? 'array' : 'map'})`
       return `${size} (${JSON.stringify(v)})`
     }
-    const layout = Array.isArray(value)
-      ? value.map(show).join(', ')
-      : value !== null && typeof value === 'object' ? Object.entries(value).map(([k, v]) => `${k}: ${show(v)}`).join(', ') : show(value)
+    const layout = (stamped ? `stamp ${stamp.length} (${JSON.stringify(stamp)}), ` : '') + (Array.isArray(value)
+      ? `array header ${pack(value).length - value.reduce((sum, v) => sum + pack(v).length, 0)}, ` + value.map(show).join(', ')
+      : value !== null && typeof value === 'object' ? Object.entries(value).map(([k, v]) => `${k}: ${show(v)}`).join(', ') : show(value))
     return { layout, etagBytes }
   } catch {
     return { layout: undefined, etagBytes: undefined }
