@@ -215,21 +215,46 @@ export function decodeVariants (bytes: Buffer, memo = false): CacheEntry[] | und
   return list
 }
 
-// A VERSION entry, read as format 2's fields: the ones left off take their defaults, and an ETag kept as
-// its digest is the one etagFor made (rebuilt from the body's length)
+// A VERSION entry: the fields left off take their defaults
 function fromList (a: unknown[]): CacheEntry | undefined {
   const n = a.length
   if (n < 7 || n > 11) return undefined
-  const tags = n > 10 ? tagsOf(a[10]) : undefined
-  if (tags === null) return undefined
+  const status = a[1]
+  const storedAt = a[2]
+  const ttl = a[3]
   const body = a[6]
-  let etag = a[4]
-  if (Buffer.isBuffer(etag) && Buffer.isBuffer(body)) {
-    if (etag.length !== DIGEST_BYTES) return undefined
-    etag = weakEtag(body.length, etag)
+  const swr = n > 7 ? a[7] : 0
+  const sie = n > 8 ? a[8] : 0
+  const vary = n > 9 ? a[9] : null
+  const tags = n > 10 ? tagsOf(a[10]) : undefined
+  if (!Number.isInteger(status) || (status as number) < 200 || (status as number) > 299 || !Buffer.isBuffer(body) ||
+    !isTime(storedAt) || !isTime(ttl) || !isTime(swr) || !isTime(sie) || (vary !== null && !validVary(vary)) || tags === null) {
+    return undefined
   }
-  const e = fromFields([a[1], a[2], a[3], n > 7 ? a[7] : 0, n > 8 ? a[8] : 0, etag, a[5], body, n > 9 ? a[9] : null], 0, false)
-  if (e !== undefined && tags !== undefined) e.tags = tags
+  // a string, or the digest of the ETag etagFor made (rebuilt from the body's length)
+  let etag = a[4]
+  if (typeof etag === 'string') {
+    if (!FIELD_VALUE.test(etag)) return undefined
+  } else if (Buffer.isBuffer(etag) && etag.length === DIGEST_BYTES) {
+    etag = weakEtag(body.length, etag)
+  } else {
+    return undefined
+  }
+  // a map: msgpackr's (a '__proto__' key comes back as '__proto_', never the object's prototype)
+  const headers = a[5]
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || !validHeaders(headers as Record<string, unknown>)) return undefined
+  const e: CacheEntry = {
+    status: status as number,
+    headers: headers as Record<string, HeaderValue>,
+    body,
+    etag: etag as string,
+    storedAt: storedAt as number,
+    ttl: ttl as number,
+    swr: swr as number,
+    sie: sie as number,
+    vary: vary === null ? undefined : vary as Record<string, string>
+  }
+  if (tags !== undefined) e.tags = tags
   return e
 }
 
@@ -239,7 +264,7 @@ function fromFields (a: unknown[], at: number, http: boolean): CacheEntry | unde
   if (!Number.isInteger(status) || (status as number) < 200 || (status as number) > (http ? 599 : 299) ||
     !Buffer.isBuffer(body) || typeof etag !== 'string' || !FIELD_VALUE.test(etag) ||
     !isTime(storedAt) || !isTime(ttl) || !isTime(swr) || !isTime(sie) ||
-    headers === null || typeof headers !== 'object' || Array.isArray(headers) || !validHeaders(headers as Record<string, unknown>, http) ||
+    headers === null || typeof headers !== 'object' || !validHeaders(headers as Record<string, unknown>, http) ||
     (vary !== null && !validVary(vary)) || (http && (!isTime(age) || !Number.isInteger(flags)))) {
     return undefined
   }
