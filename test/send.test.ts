@@ -3,6 +3,7 @@ import { connect } from 'node:http2'
 import Fastify from 'fastify'
 import httpCache from '../index.js'
 import { backends, build } from './helpers/app.js'
+import { until } from './helpers/until.js'
 
 // How a HIT is written: straight to the response when no other onSend hook would see it, else through
 // Fastify's send path. Either way the client, onResponse hooks and the request log see the same answer.
@@ -41,7 +42,8 @@ for (const backend of backends(t)) {
       app.get('/other', { onSend: async (request, reply, payload) => payload }, async () => 'x')
       const base = await app.listen({ port: 0, host: '127.0.0.1' })
       const leader = fetch(`${base}/utf8`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      // the leader's handler runs before the follower is sent (a fixed wait let a slow first fetch lose the race)
+      await until('the leader\'s handler ran', async () => calls === 1)
       const follower = fetch(`${base}/utf8`)
       await new Promise((resolve) => setTimeout(resolve, 50))
       release()
