@@ -402,6 +402,55 @@ test('clear() removes what the plugin stored under its prefix and nothing else',
   await app.close()
 })
 
+test('clear()\'s walk over more groups than one script takes: every group reclaimed, none skipped', async (t) => {
+  const redis = await startRedis(t)
+  const r = redis.client()
+  const app = await build(t, { redis: redis.client() })
+  // 100 groups of 40 values (each reclaimed by the walk's own script: a few make a script spend its
+  // budget, so the walk sends the rest of a batch again), 30 of 60 (handed to the reclaimer), and a group
+  // in a namespace (its clear counts are two, where the others' are one)
+  const groups: Array<[string, number]> = []
+  for (let i = 0; i < 100; i++) groups.push([`s${i}`, 40])
+  for (let i = 0; i < 30; i++) groups.push([`l${i}`, 60])
+  for (const [group, n] of groups) {
+    await Promise.all(Array.from({ length: n }, async (_, j) => await app.cache.set(`k${j}`, j, { group })))
+  }
+  await app.cache.set('nv', 1, { group: 'other', namespace: 'v2' })
+  t.equal(await r.scard('http-cache:groups'), 131)
+  t.equal((await keysMatching(r, 'http-cache:*{other}*:v:*')).length, 1)
+  // one value of s1 carries an epoch past its group's, as one written after the clear would: the walk keeps it
+  const epoch = Number((await r.get('http-cache:{s1}:g'))?.split(/[.;]/)[0])
+  const raw = await r.getBuffer('http-cache:{s1}:v:k0')
+  t.ok(raw !== null && epoch > 0)
+  await r.set('http-cache:{s1}:v:k0', stamped(String(epoch + 2), unstamped(raw as Buffer)))
+
+  await app.cache.clear()
+  await until('the walk and its reclaims done', async () =>
+    await r.exists('http-cache:clearing') === 0 && (await keysMatching(r, 'http-cache:{[sl]*')).every((k) => !/:[v]:|:i$|:R$|r:/.test(k) || k.startsWith('http-cache:{s1}:')), 20_000)
+  t.same((await keysMatching(r, 'http-cache:{[sl]*:v:*')), ['http-cache:{s1}:v:k0'], 'no value of a walked group is left but the one written since')
+  t.same(await r.smembers('http-cache:{s1}:i'), ['http-cache:{s1}:v:k0'], 'which its index alone still names')
+  const idle = (await keysMatching(r, 'http-cache:{[sl]*:x')).map((k) => k.slice('http-cache:{'.length, -'}:x'.length)).sort()
+  t.same(idle, groups.filter(([g, n]) => n === 40 && g !== 's1').map(([g]) => g).sort(), 'each group the walk emptied itself is marked idle')
+  t.equal(await app.cache.has('nv', { group: 'other', namespace: 'v2' }), false, 'a clear of the prefix reaches every namespace')
+  await until('the namespace\'s group walked too', async () => (await keysMatching(r, 'http-cache:*{other}*:v:*')).length === 0)
+
+  // the next walk unregisters the groups it finds marked and still empty, not those written since the mark
+  await app.cache.set('again', 1, { group: 's0' })
+  // and s2, marked, holds a value the next walk keeps: the walk takes its mark off
+  await app.cache.set('k0', 1, { group: 's2' })
+  t.equal(await r.exists('http-cache:{s2}:x'), 1)
+  const later = Number((await r.get('http-cache:{s2}:g'))?.split(/[.;]/)[0])
+  await r.set('http-cache:{s2}:v:k0', stamped(String(later + 2), unstamped(await r.getBuffer('http-cache:{s2}:v:k0') as Buffer)))
+  await app.cache.clear()
+  await until('the second walk done', async () => await r.exists('http-cache:clearing') === 0)
+  await until('the groups that held nothing since the first walk unregistered', async () =>
+    (await r.smembers('http-cache:groups')).filter((g) => /^http-cache:\{s/.test(g)).length === 3)
+  t.same((await r.smembers('http-cache:groups')).filter((g) => /^http-cache:\{s/.test(g)).sort(), ['http-cache:{s0}:', 'http-cache:{s1}:', 'http-cache:{s2}:'], 'the groups written since stay registered')
+  t.equal(await r.exists('http-cache:{s2}:x'), 0, 'a group holding a key it kept is not marked')
+  t.equal(await r.exists('http-cache:{s0}:x'), 1, 'one it emptied is')
+  t.equal((await r.smembers('http-cache:groups')).filter((g) => /^http-cache:\{l/.test(g)).length, 30, 'the groups reclaimed behind the walk were marked idle by the second walk, not unregistered')
+})
+
 test('application values: set/get/has/delete, ttl and groups', async (t) => {
   const redis = await startRedis(t)
   const r = redis.client()

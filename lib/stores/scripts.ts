@@ -29,7 +29,7 @@
 // counts exist only in the slots a group of the namespace was written in); counts only grow, past the
 // clock's milliseconds when made or moved (see MOVE), so no sum comes back. A write conditional on the generation a miss read (`E.n/c`) is
 // refused after a clear too. The
-// groups are walked behind the call (CLEAR_GROUP over the groups registry, resumed by another instance
+// groups are walked behind the call (CLEAR_GROUPS over the groups registry, resumed by another instance
 // when this one dies), which reclaims their keys and unregisters the groups that hold nothing.
 //
 // FENCE: a tag eviction moves n (to E.n') and moves the tag's keys to a reclaim set in O(1). Until the
@@ -430,7 +430,7 @@ return n
 `
 
 // KEYS: reclaim set, index, pending reclaims, generation. ARGV: the generation the eviction left (the
-// set's name ends with it; `E.n/c` for a clear's, see CLEAR_GROUP), time budget in microseconds.
+// set's name ends with it; `E.n/c` for a clear's, see CLEAR_GROUPS), time budget in microseconds.
 // Removes keys of the set written under an older generation (a clear's: before its clears, or under an
 // epoch older than the group's now), in batches, until the set is empty or the budget is spent; a clear's
 // gives the keys it keeps back to the index. Then drops the eviction's fence entry, if any, when it popped
@@ -609,40 +609,63 @@ redis.call('PUBLISH', ARGV[3], 'c' .. ARGV[1])
 return 1
 `
 
-// KEYS: index, generation, pending reclaims, idle mark, clear counts (see CLEAR). ARGV: group. One group of a
-// clear()'s walk, O(1): its keys go to a reclaim set named after its generation and clears, for RECLAIM
-// (which removes the ones written before the clears and gives the others back to the index), unless a
-// walk of the same clears did that already; a group of no more keys than SMALL_GROUP is reclaimed at
-// once instead. A group that indexes nothing (any more) is marked idle; one the last walk marked and that
+// KEYS: for each group, its index, generation, pending reclaims, idle mark and clear counts (see CLEAR).
+// ARGV: time budget in microseconds, then for each group its key count and name. The groups of a clear()'s
+// walk, each O(1): its keys go to a reclaim set named after its generation and clears, for RECLAIM (which
+// removes the ones written before the clears and gives the others back to the index), unless a walk of
+// the same clears did that already; a group of no more keys than SMALL_GROUP is reclaimed at once
+// instead. A group that indexes nothing (any more) is marked idle; one the last walk marked and that
 // still indexes nothing is unregistered by the walk: a group is evicted to an even epoch only once it
 // has held nothing for a whole clear, not while it refills after one (which would refuse the writes of
-// its misses in flight). Returns 1 when it queued a set, -1 to unregister, else 0.
-export const CLEAR_GROUP = GEN + CLEARS + OLDER + `
-local size = redis.call('SCARD', KEYS[1])
-if size > 0 then
-  local c, tc = cleared(5, #KEYS)
+// its misses in flight). Each group is atomic on its own. Stops after the group that spends the budget
+// (one group at least); returns, for each group it took, 1 when it queued a set, -1 to unregister, else 0.
+export const CLEAR_GROUPS = GEN + CLEARS + OLDER + `
+local function walked (k, last, group)
+  local index, idle = KEYS[k + 1], KEYS[k + 4]
+  local size = redis.call('SCARD', index)
+  if size == 0 then
+    if redis.call('SET', idle, '1', 'NX') then return 0 end
+    redis.call('DEL', idle)
+    return -1
+  end
+  local c, tc = cleared(k + 5, last)
   -- a count lost since the clear: every value of the group is unreachable, and goes
   if not tc then tc = 2 ^ 53 c = '/' .. int(tc) end
-  local g, e = gen(KEYS[2])
-  redis.call('UNLINK', KEYS[4])
+  local g, e = gen(KEYS[k + 2])
   if size > ${SMALL_GROUP} then
-    local reclaim = ARGV[1] .. 'r:' .. g .. c
+    redis.call('UNLINK', idle)
+    local reclaim = group .. 'r:' .. g .. c
     if redis.call('EXISTS', reclaim) == 1 then return 0 end
-    redis.call('RENAME', KEYS[1], reclaim)
-    redis.call('RPUSH', KEYS[3], reclaim)
+    redis.call('RENAME', index, reclaim)
+    redis.call('RPUSH', KEYS[k + 3], reclaim)
     return 1
   end
-  for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    if older(key, e, 0, tc) then
-      redis.call('UNLINK', key)
-      redis.call('SREM', KEYS[1], key)
-    end
+  local gone = {}
+  for _, key in ipairs(redis.call('SMEMBERS', index)) do
+    if older(key, e, 0, tc) then gone[#gone + 1] = key end
   end
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  if #gone == size then
+    -- nothing left: the index goes with its keys, and the group is marked idle
+    redis.call('UNLINK', index, unpack(gone))
+    redis.call('SET', idle, '1')
+    return 0
+  end
+  redis.call('UNLINK', idle)
+  if #gone > 0 then
+    redis.call('UNLINK', unpack(gone))
+    redis.call('SREM', index, unpack(gone))
+  end
+  return 0
 end
-if redis.call('SET', KEYS[4], '1', 'NX') then return 0 end
-redis.call('DEL', KEYS[4])
-return -1
+local deadline = now() + tonumber(ARGV[1])
+local done, k = {}, 0
+for i = 2, #ARGV, 2 do
+  local n = tonumber(ARGV[i])
+  done[#done + 1] = walked(k, k + n, ARGV[i + 1])
+  k = k + n
+  if now() >= deadline then break end
+end
+return done
 `
 
 // KEYS: a slot's clear count (see CLEAR).
