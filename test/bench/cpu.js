@@ -72,7 +72,7 @@ const pinned = (cpu, cmd, args, options) => spawnSync('taskset', ['-c', cpu, 'tr
 async function start (server, redisUrl) {
   const env = { ...process.env }
   if (server.dist !== undefined) env.HTTP_CACHE_DIST = server.dist
-  if (HIT) env.BENCH_PREFIX = `bench-${server.name}` // builds side by side: each with keys of its own
+  env.BENCH_PREFIX = `bench-${server.name}` // builds side by side: each with keys of its own (generations too)
   // --trace-gc-nvp: one line per collection on stdout, with the bytes each scavenge promoted
   const child = pinned(SERVER_CPU, process.execPath, ['--trace-gc-nvp', path.join(__dirname, 'server.js'), server.kind, redisUrl], { env, stdio: ['pipe', 'pipe', 'inherit'] })
   const gc = { promoted: 0 }
