@@ -486,7 +486,7 @@ export class RedisStore implements Store {
       for (let i = 0; i < mine.length; i += CLEAR_SLICE) {
         await Promise.all(mine.slice(i, i + CLEAR_SLICE).map(async (group) => {
           const keys = this.walkKeysOf(group)
-          const [done] = await this.on(group).run(() => this.client.httpCacheClearGroups(keys.length, ...keys, String(RECLAIM_BUDGET_US), String(keys.length), group))
+          const [done] = await this.on(group).run(() => this.client.httpCacheClearGroups(keys.length, ...keys, String(WALK_BUDGET_US), String(keys.length), group))
           walked(group, done)
         }))
       }

@@ -10,7 +10,8 @@
 //      connection) sends a PING every millisecond: its worst and p99 round trip during the eviction and the
 //      whole reclaim, beside the same client's on the idle Redis just before. Keys per second reclaimed say
 //      how fast memory comes back; the SLOWLOG (threshold 0) gives the longest script, and how many ran past
-//      2 ms beside a control script that does nothing for as long. The same for evictTag over EVICT_TAG_ENTRIES,
+//      2 ms beside a control script that does nothing for as long; INFO commandstats Redis's whole time in
+//      scripts, and process.cpuUsage() this process's (the app's side of the reclaim). The same for evictTag over EVICT_TAG_ENTRIES,
 //      evict(url) of one URL stored under EVICT_URL_ORIGINS origins (one 1 KB entry each), and clear() over
 //      EVICT_CLEAR_GROUPS groups of one value each.
 //   2. Storage per entry: N responses of the 1 KB JSON route are cached through HTTP (app.inject), then
@@ -277,21 +278,25 @@ async function measureGroup (app, redis, pinger, n, quiet, kind, idleMs) {
   await redis.config('RESETSTAT')
   await redis.slowlog('RESET')
   pinger.start()
+  const cpuBefore = process.cpuUsage()
   const start = process.hrtime.bigint()
   const evicted = await run.evict()
   const callMs = Number(process.hrtime.bigint() - start) / 1e6
   if (await run.served()) throw new Error(`${WHO}: a value is still served after the ${LABEL[kind]} resolved`)
   await run.done()
   const totalMs = Number(process.hrtime.bigint() - start) / 1e6
+  // this process's CPU over the call and the reclaim behind it (the app's side of the work, and the polls for its end)
+  const cpu = process.cpuUsage(cpuBefore)
   const during = await pinger.stop()
   const scripts = await scriptStats(redis)
   if (typeof run.expected === 'function' ? !run.expected(evicted) : evicted !== run.expected) throw new Error(`${WHO}: ${LABEL[kind]} answered ${evicted} (${int(n)} ${UNIT[kind]})`)
   if (await run.left() !== 0) throw new Error(`${WHO}: keys ${LABEL[kind]} evicted are still in Redis after the reclaim`)
   const memAfter = await usedMemory(redis)
-  const row = { kind, entries: n, callMs, reclaimMs: totalMs, keysPerSecond: n / (totalMs / 1000), idle, during, scripts, control, memFreedMB: (memBefore - memAfter) / 1e6, othersCpu: foreign }
+  const row = { kind, entries: n, callMs, reclaimMs: totalMs, keysPerSecond: n / (totalMs / 1000), idle, during, scripts, control, memFreedMB: (memBefore - memAfter) / 1e6, othersCpu: foreign, appCpuMs: (cpu.user + cpu.system) / 1000 }
   log(`  ${LABEL[kind]} of ${int(n)} ${UNIT[kind]}: call ${callMs.toFixed(2)} ms, all reclaimed after ${totalMs.toFixed(0)} ms (${int(row.keysPerSecond)} keys/s, ${row.memFreedMB.toFixed(0)} MB freed); ` +
     `other client's PING worst ${during.worst.toFixed(2)} ms, p99 ${during.p99.toFixed(2)} ms (idle Redis just before: ${idle.worst.toFixed(2)} / ${idle.p99.toFixed(2)}); ` +
     `PINGs over 5 ms: ${during.over5} of ${int(during.pings)} (${rate(during, totalMs)}/s; idle: ${idle.over5} of ${int(idle.pings)}, ${rate(idle, idleMs)}/s); ` +
+    `Redis's time in scripts ${(scripts.usec / 1000).toFixed(0)} ms (${(scripts.usec / n).toFixed(1)} µs per key), this process's CPU ${row.appCpuMs.toFixed(0)} ms; ` +
     `longest script ${scripts.maxUsec === undefined ? '?' : (scripts.maxUsec / 1000).toFixed(2) + ' ms'} (${scripts.slowest}) of ${scripts.calls}, ${(scripts.meanUsec / 1000).toFixed(2)} ms on average, ` +
     `${scripts.over2ms} over 2 ms (${share(scripts)}; a ${SPIN_USEC / 1000} ms control script run back to back just before: ${control.over2ms} of ${control.calls}, ${share(control)})` +
     `${foreign > quiet.max ? ` — other processes used ${Math.round(foreign * 100)}% of a CPU just before` : ''}`)
