@@ -461,7 +461,7 @@ export class RedisStore implements Store {
     if (!this.cluster) {
       // a standalone Redis takes many groups per script, one script at a time, each as long as the 16
       // one-group scripts it replaces were together (another client waits as long behind it): it costs
-      // the client half the CPU, and Redis a tenth less time
+      // the client half the CPU, and Redis a little less time
       let size = CLEAR_BATCH
       for (let i = 0; i < mine.length;) {
         const batch = mine.slice(i, i + size)
